@@ -1,0 +1,150 @@
+"""The typed configuration of a run: one `TrainerConfig`, sections by concern.
+
+Hydra composes `conf/train.yaml` over this schema (registered in the ConfigStore), so unknown keys
+and wrong types are rejected at compose time. Semantic checks live in `trainer.validation`.
+This module imports no torch or transformers: `--help` and `--cfg job` stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from trainer.errors import ConfigError
+
+SCHEMA_NAME = "trainer_schema"
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the locally built Qwen3-architecture model used when `model.source=tiny`."""
+
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 384
+    max_position_embeddings: int = 1024
+    vocab_size: int = 512
+    init_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    # "tiny": built from `tiny` and cached; "pretrained": loaded with from_pretrained(path).
+    source: str = "tiny"
+    path: str | None = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    trust_remote_code: bool = False
+    attn_implementation: str = "sdpa"
+    # Where built tiny models are cached (keyed by their shape); "~" is expanded.
+    cache_dir: str = "~/.cache/trainer"
+
+
+@dataclass
+class DataConfig:
+    # None means the sample chat data shipped inside the package.
+    train: str | None = None
+    validation: str | None = None
+    validation_split: float = 0.1
+    validation_max_samples: int = 64
+    max_length: int = 512
+    # None means the profile's system prompt template; "{date}" is filled with today's date.
+    system_prompt: str | None = None
+
+
+@dataclass
+class ProfileConfig:
+    name: str = "plain"
+    # Share of examples that get the emoji contract (emoji_think only).
+    emoji_ratio: float = 1.0
+
+
+@dataclass
+class PrecisionConfig:
+    # fp32 | bf16 | fp16: drives the model dtype and the mixed-precision training flags together.
+    name: str = "fp32"
+
+
+@dataclass
+class PreviewConfig:
+    backend: str = "none"
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 2e-3
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    # max_steps > 0 wins over num_train_epochs.
+    max_steps: int = 300
+    num_train_epochs: float = 1.0
+    logging_steps: int = 10
+    eval_steps: int = 50
+    save_steps: int = 100
+    save_total_limit: int = 2
+    optim: str = "adamw_torch"
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class MonitoringConfig:
+    tensorboard: bool = True
+    # Level of transformers' own log lines in the console and trainer.log.
+    transformers_log_level: str = "warning"
+
+
+@dataclass
+class RunConfig:
+    # The run directory; Hydra fills it with its timestamped run/sweep dir.
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = 42
+
+
+def register_schema() -> None:
+    """Register `TrainerConfig` as the schema that `conf/train.yaml` composes over."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainerConfig)
+
+
+def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
+    """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
+    if unknown := unknown_keys(cfg, TrainerConfig):
+        raise ConfigError([f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown])
+    config = OmegaConf.to_object(cfg)
+    assert isinstance(config, TrainerConfig)
+    return config
+
+
+def unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, section, allowed keys) for each key the schema lacks. Hydra's `+key=value` adds keys
+    even to typed sections, and `to_object` would silently drop them."""
+    known = {item.name: item.type for item in fields(schema)}
+    found = []
+    for key in node:
+        path = f"{prefix}{key}"
+        if key not in known:
+            found.append((path, prefix.rstrip(".") or "the top level", ", ".join(known)))
+        elif isinstance(child := node[key], DictConfig) and is_dataclass(child_type := OmegaConf.get_type(child)):
+            found += unknown_keys(child, child_type, f"{path}.")
+    return found

@@ -1,0 +1,1 @@
+"""Data: read chat records, apply the profile, tokenize with assistant-only labels."""

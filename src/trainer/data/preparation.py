@@ -1,0 +1,114 @@
+"""From the data config to tokenized train/validation sets, in two steps: records are read and
+checked before any model loads, then tokenized once the tokenizer exists."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from trainer.config import DataConfig
+from trainer.data.loading import DataError, Record, read_jsonl_records, resolve_data_path
+from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.profiles.base import Profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecordSplit:
+    # (index in its file, record): the index keys the profile's per-example choices.
+    train: list[tuple[int, Record]]
+    validation: list[tuple[int, Record]]
+
+
+@dataclass
+class TokenizedData:
+    train: Dataset
+    validation: Dataset | None
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
+    """Read and validate the configured files; split off a seeded validation set when none is given."""
+    train = checked_records(config.train, profile)
+    if config.validation is not None:
+        return RecordSplit(train, checked_records(config.validation, profile))
+    count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
+    if count >= len(train):
+        raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    held_out = set(order[:count])
+    return RecordSplit(
+        train=[item for position, item in enumerate(train) if position not in held_out],
+        validation=[item for position, item in enumerate(train) if position in held_out],
+    )
+
+
+def checked_records(path: str | None, profile: Profile) -> list[tuple[int, Record]]:
+    records = read_jsonl_records(resolve_data_path(path))
+    problems = [
+        f"{record.location}: {problem}" for record in records for problem in profile.validate_example(record.example)
+    ]
+    if problems:
+        raise DataError(problems)
+    return list(enumerate(records))
+
+
+def tokenize_split(
+    split: RecordSplit, profile: Profile, system_prompt: str, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> TokenizedData:
+    stats: dict[str, int] = {}
+    train = tokenize_records("train", split.train, profile, system_prompt, tokenizer, max_length, stats)
+    validation = (
+        tokenize_records("validation", split.validation, profile, system_prompt, tokenizer, max_length, stats)
+        if split.validation
+        else None
+    )
+    return TokenizedData(train, validation, stats)
+
+
+def tokenize_records(
+    name: str,
+    records: list[tuple[int, Record]],
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    stats: dict[str, int],
+) -> Dataset:
+    columns: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
+    truncated = dropped = 0
+    for index, record in records:
+        example = profile.transform_example(record.example, index, system_prompt)
+        tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
+        truncated += tokenized.truncated
+        if not tokenized.has_assistant_tokens:
+            dropped += 1
+            continue
+        columns["input_ids"].append(tokenized.input_ids)
+        columns["attention_mask"].append([1] * len(tokenized.input_ids))
+        columns["labels"].append(tokenized.labels)
+    if not columns["input_ids"]:
+        raise DataError([f"{name} set: no example keeps an assistant token within data.max_length={max_length}"])
+    stats |= {
+        f"{name}_examples": len(columns["input_ids"]),
+        f"{name}_truncated": truncated,
+        f"{name}_dropped": dropped,
+        f"{name}_tokens": sum(map(len, columns["input_ids"])),
+    }
+    log.info(
+        "%s set: %d examples, %d tokens, %d truncated to %d tokens, %d dropped (no assistant token left)",
+        name,
+        stats[f"{name}_examples"],
+        stats[f"{name}_tokens"],
+        truncated,
+        max_length,
+        dropped,
+    )
+    return Dataset.from_dict(columns)

@@ -1,0 +1,29 @@
+"""Errors a user can fix: reported as one clear message, without a traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem in the user's config, data or environment, not a bug in trainer."""
+
+    error_type = "user_error"
+
+
+class ConfigError(UserError):
+    """Every problem found in a config, gathered so the user can fix them all at once."""
+
+    error_type = "config_error"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(describe_problems("Invalid configuration", problems))
+
+
+def describe_problems(title: str, problems: list[str], shown: int | None = None) -> str:
+    """One line for a single problem; a header and one bullet per problem otherwise."""
+    if len(problems) == 1:
+        return f"{title}: {problems[0]}"
+    listed = problems[:shown]
+    lines = "\n".join(f"  - {problem}" for problem in listed)
+    more = f"\n  ... and {len(problems) - len(listed)} more" if len(listed) < len(problems) else ""
+    return f"{title} ({len(problems)} problems):\n{lines}{more}"

@@ -1,0 +1,1 @@
+"""Modeling: build or load the model and its tokenizer."""

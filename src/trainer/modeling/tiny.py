@@ -1,0 +1,108 @@
+"""The embedded default model: a tiny Qwen3-architecture model and a byte-level BPE tokenizer,
+both built locally and deterministically, then cached by their recipe so later runs reuse them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from trainer.config import TinyModelConfig
+from trainer.data.loading import SAMPLE_DATA
+from trainer.modeling.chat_template import CHATML_TEMPLATE
+
+log = logging.getLogger(__name__)
+
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+# <think> tags exist as single tokens, as in Qwen3, so profiles can penalise them at generation.
+SPECIAL_TOKENS = [PAD, IM_START, IM_END, "<think>", "</think>"]
+# Bump when the recipe below changes, so stale cached models are not reused.
+RECIPE_VERSION = "1"
+
+
+def tiny_model_dir(config: TinyModelConfig, cache_dir: Path) -> Path:
+    """The cached tiny model for `config`, built first if it is not there yet."""
+    target = cache_dir.expanduser() / "tiny" / recipe_key(config)
+    if not (target / "config.json").is_file():
+        build_tiny_model(config, target)
+    return target
+
+
+def recipe_key(config: TinyModelConfig) -> str:
+    recipe = json.dumps(asdict(config), sort_keys=True) + RECIPE_VERSION
+    corpus = hashlib.sha256(SAMPLE_DATA.read_bytes()).hexdigest()
+    return hashlib.sha256((recipe + corpus).encode()).hexdigest()[:16]
+
+
+def build_tiny_model(config: TinyModelConfig, target: Path) -> None:
+    log.info("Building the tiny model into %s", target)
+    tokenizer = build_tokenizer(config.vocab_size)
+    model = build_model(config, tokenizer)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build aside and rename: a concurrent or interrupted build never leaves a half-written model.
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the sample data: any text encodes, the sample data compactly."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe_trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(sample_corpus(), trainer=bpe_trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token=IM_END, pad_token=PAD, additional_special_tokens=[IM_START]
+    )
+    wrapped.chat_template = CHATML_TEMPLATE
+    return wrapped
+
+
+def sample_corpus() -> list[str]:
+    texts = ["system", "user", "assistant", "You are a helpful assistant."]
+    for line in SAMPLE_DATA.read_text(encoding="utf-8").splitlines():
+        texts += [message["content"] for message in json.loads(line)["messages"]]
+    return texts
+
+
+def build_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen3ForCausalLM:
+    model_config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.hidden_size // config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    # A private RNG stream: building the model never shifts the training seed's stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.init_seed)
+        return Qwen3ForCausalLM(model_config)

@@ -1,0 +1,1 @@
+"""Monitoring: the run's log file, console progress and TensorBoard."""

@@ -1,0 +1,37 @@
+"""Trainer callbacks: readable log lines instead of printed dicts, and a quiet progress bar."""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import ProgressCallback, TrainerCallback
+
+log = logging.getLogger("trainer.progress")
+
+# Shown in this order, with these names; anything else the Trainer logs is kept out of the line.
+SHOWN_METRICS = {"loss": "loss", "eval_loss": "eval_loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
+
+
+class MetricsLogCallback(TrainerCallback):
+    """Log each Trainer log event as one line, so it lands in trainer.log as well as the console."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        shown = [f"{label} {logs[key]:.4g}" for key, label in SHOWN_METRICS.items() if key in (logs or {})]
+        if state.is_world_process_zero and shown:
+            log.info("step %d/%d  %s", state.global_step, state.max_steps, "  ".join(shown))
+
+
+class ProgressBarCallback(ProgressCallback):
+    """transformers' tqdm bar without its printed log dicts (`MetricsLogCallback` logs them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
+class FinalEvaluationCallback(TrainerCallback):
+    """Evaluate on the last step too, so every run ends with an eval loss for its final weights."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps and args.eval_strategy != "no":
+            control.should_evaluate = True
+        return control

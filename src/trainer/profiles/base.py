@@ -1,0 +1,73 @@
+"""The profile interface: a data contract applied to every chat example, plus generation-time
+logits processors. A new profile is one module here, one line in the registry, one YAML file."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date
+from typing import Any, ClassVar
+
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase
+
+from trainer.config import ProfileConfig
+
+ROLES = ("system", "user", "assistant")
+Example = dict[str, Any]
+
+
+class Profile:
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    system_prompt_template: ClassVar[str] = "You are a helpful assistant. Today is {date}."
+
+    def __init__(self, config: ProfileConfig, seed: int) -> None:
+        self.config = config
+        self.seed = seed
+
+    def render_system_prompt(self, template: str | None = None, today: date | None = None) -> str:
+        """`template` (or the profile's own) with `{date}` filled in."""
+        text = self.system_prompt_template if template is None else template
+        return text.replace("{date}", (today or date.today()).isoformat())
+
+    def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
+        """The training example for raw `example`, the `index`-th of its data set."""
+        result = copy.deepcopy(example)
+        result["messages"] = with_system_prompt(result["messages"], system_prompt)
+        return result
+
+    def build_logits_processors(self, tokenizer: PreTrainedTokenizerBase) -> LogitsProcessorList:
+        return LogitsProcessorList()
+
+    def validate_example(self, example: Any) -> list[str]:
+        """What is wrong with `example`, one message per problem (empty when it is valid)."""
+        return chat_example_problems(example)
+
+    def metadata(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+def with_system_prompt(messages: list[dict[str, str]], system_prompt: str) -> list[dict[str, str]]:
+    """Replace the content of a leading system message, or insert one."""
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": system_prompt}, *messages[1:]]
+    return [{"role": "system", "content": system_prompt}, *messages]
+
+
+def chat_example_problems(example: Any) -> list[str]:
+    if not isinstance(example, dict):
+        return [f"expected an object with a 'messages' list, got {type(example).__name__}"]
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return ["'messages' must be a non-empty list"]
+    problems = []
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict):
+            problems.append(f"messages[{position}] must be an object with 'role' and 'content'")
+            continue
+        if message.get("role") not in ROLES:
+            problems.append(
+                f"messages[{position}].role must be one of {', '.join(ROLES)} (got {message.get('role')!r})"
+            )
+        if not isinstance(message.get("content"), str):
+            problems.append(f"messages[{position}].content must be a string")
+    return problems

@@ -1,0 +1,35 @@
+"""`TrainingResult`: the outcome of one job, returned by `run_job` and written to result.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Exit statuses of `python -m trainer`: a user can fix 2, 1 is a crash worth a bug report.
+EXIT_CRASHED = 1
+EXIT_USER_ERROR = 2
+
+
+@dataclass
+class TrainingResult:
+    success: bool
+    global_step: int = 0
+    runtime_sec: float = 0.0
+    last_checkpoint_path: str | None = None
+    final_model_path: str | None = None
+    final_loss: float | None = None
+    eval_loss: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    error_message: str | None = None
+    # None on success; "config_error", "user_error" or the exception's class name otherwise.
+    error_type: str | None = None
+    user_error: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.success:
+            return 0
+        return EXIT_USER_ERROR if self.user_error else EXIT_CRASHED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,56 @@
+"""`RunDirectory`: the one owner of a run's directory layout and of the files written into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write through a temporary file and rename, so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2, default=str)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    root: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "trainer.log"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def final_model_dir(self) -> Path:
+        return self.root / "final_model"
+
+    @property
+    def result_file(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "env.json"
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)

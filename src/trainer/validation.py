@@ -1,0 +1,132 @@
+"""Semantic checks of a `TrainerConfig`, run before any model loads.
+
+Every problem is collected, so one run tells the user all there is to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.config import TrainerConfig
+from trainer.data.loading import SUPPORTED_SUFFIXES
+from trainer.errors import ConfigError
+from trainer.precision import precision_problems
+from trainer.profiles import PROFILES
+
+MODEL_SOURCES = ("tiny", "pretrained")
+PREVIEW_BACKENDS = ("none",)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def validate_config(config: TrainerConfig) -> None:
+    """Raise one `ConfigError` listing every problem in `config`."""
+    problems = [
+        *model_problems(config),
+        *data_problems(config),
+        *choice_problems(config),
+        *train_problems(config),
+        *precision_problems(config.precision.name),
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def model_problems(config: TrainerConfig) -> list[str]:
+    model = config.model
+    if model.source not in MODEL_SOURCES:
+        return [f"model.source={model.source} is unknown; choose one of {', '.join(MODEL_SOURCES)}"]
+    if model.source == "tiny":
+        return positive("model.tiny", vars(model.tiny), allow_zero={"init_seed"})
+    if not model.path:
+        return [f"model.path is required for model={model.name}: a local directory or a hub id"]
+    if looks_like_local_path(model.path) and not Path(model.path).expanduser().is_dir():
+        return [f"model.path={model.path} does not exist or is not a directory"]
+    return []
+
+
+def looks_like_local_path(path: str) -> bool:
+    """Hub ids are `org/name`; anything else that names a path is treated as local."""
+    return path.startswith(("/", ".", "~")) or path.count("/") != 1 or Path(path).exists()
+
+
+def data_problems(config: TrainerConfig) -> list[str]:
+    data = config.data
+    problems = [*data_file_problems("data.train", data.train), *data_file_problems("data.validation", data.validation)]
+    if not 0.0 <= data.validation_split < 1.0:
+        problems.append(f"data.validation_split must be in [0, 1) (got {data.validation_split})")
+    if data.validation_max_samples < 0:
+        problems.append(f"data.validation_max_samples must be >= 0 (got {data.validation_max_samples})")
+    if data.max_length < 16:
+        problems.append(f"data.max_length must be >= 16 tokens (got {data.max_length})")
+    return problems
+
+
+def data_file_problems(key: str, path: str | None) -> list[str]:
+    if path is None:
+        return []
+    file = Path(path).expanduser()
+    if not file.exists():
+        return [f"{key}={path} does not exist"]
+    if file.is_file() and file.suffix not in SUPPORTED_SUFFIXES:
+        return [f"{key}={path} has an unsupported format; use one of {', '.join(SUPPORTED_SUFFIXES)}"]
+    return []
+
+
+def choice_problems(config: TrainerConfig) -> list[str]:
+    choices = {
+        "profile.name": (config.profile.name, tuple(PROFILES)),
+        "preview.backend": (config.preview.backend, PREVIEW_BACKENDS),
+        "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
+    }
+    problems = [
+        f"{key}={value} is unknown; choose one of {', '.join(allowed)}"
+        for key, (value, allowed) in choices.items()
+        if value not in allowed
+    ]
+    if not 0.0 <= config.profile.emoji_ratio <= 1.0:
+        problems.append(f"profile.emoji_ratio must be in [0, 1] (got {config.profile.emoji_ratio})")
+    if not config.run.output_dir:
+        problems.append("run.output_dir must name the run directory")
+    return problems
+
+
+def train_problems(config: TrainerConfig) -> list[str]:
+    train = config.train
+    problems = positive(
+        "train",
+        {
+            "learning_rate": train.learning_rate,
+            "per_device_train_batch_size": train.per_device_train_batch_size,
+            "per_device_eval_batch_size": train.per_device_eval_batch_size,
+            "gradient_accumulation_steps": train.gradient_accumulation_steps,
+            "logging_steps": train.logging_steps,
+            "eval_steps": train.eval_steps,
+            "save_steps": train.save_steps,
+            "save_total_limit": train.save_total_limit,
+        },
+    )
+    problems += non_negative(
+        "train",
+        {
+            "weight_decay": train.weight_decay,
+            "max_grad_norm": train.max_grad_norm,
+            "dataloader_num_workers": train.dataloader_num_workers,
+        },
+    )
+    if train.max_steps <= 0 and train.num_train_epochs <= 0:
+        problems.append("train.max_steps or train.num_train_epochs must be > 0")
+    if not 0.0 <= train.warmup_ratio < 1.0:
+        problems.append(f"train.warmup_ratio must be in [0, 1) (got {train.warmup_ratio})")
+    return problems
+
+
+def positive(section: str, values: dict[str, float], allow_zero: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    return [
+        f"{section}.{key} must be {'>= 0' if key in allow_zero else '> 0'} (got {value})"
+        for key, value in values.items()
+        if value < 0 or (value == 0 and key not in allow_zero)
+    ]
+
+
+def non_negative(section: str, values: dict[str, float]) -> list[str]:
+    return positive(section, values, allow_zero=set(values))

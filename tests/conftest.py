@@ -1,0 +1,67 @@
+"""Shared fixtures: the real composed config, pointed at temporary directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from trainer.__main__ import config_dir
+from trainer.config import TrainerConfig, register_schema, to_trainer_config
+
+# Small enough for a few seconds on 2 CPU cores, large enough for the loss to fall visibly.
+FAST_RUN = ["train.max_steps=12", "train.logging_steps=2", "train.eval_steps=6", "train.save_steps=6"]
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny-model cache for the whole session, outside the user's home."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def compose_dictconfig() -> Callable[..., DictConfig]:
+    register_schema()
+
+    def compose_with(overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose("train", overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+    return compose_with
+
+
+@pytest.fixture
+def make_config(
+    compose_dictconfig: Callable[..., DictConfig], tmp_path: Path, model_cache: Path
+) -> Callable[..., TrainerConfig]:
+    """The real composed config with `overrides`, writing into this test's tmp_path."""
+
+    def make(*overrides: str) -> TrainerConfig:
+        paths = [f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={model_cache}"]
+        return to_trainer_config(compose_dictconfig([*paths, *overrides]))
+
+    return make
+
+
+@pytest.fixture
+def run_cli(model_cache: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`python -m trainer ARGS` in a subprocess, as a user would run it."""
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+        return subprocess.run(
+            [sys.executable, "-m", "trainer", f"model.cache_dir={model_cache}", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run

@@ -1,0 +1,48 @@
+"""`python -m trainer` as a user runs it: a fast CLI and clear, traceback-free errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainer.result import EXIT_USER_ERROR
+
+
+@pytest.mark.parametrize("flag", ["--help", "--cfg job"])
+def test_help_and_cfg_do_not_import_torch_or_transformers(flag, tmp_path):
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('HEAVY', sorted({'torch', 'transformers'} & set(sys.modules))))\n"
+        f"sys.argv = ['trainer', *{flag.split()!r}]\n"
+        "from trainer.__main__ import main\n"
+        "main()\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert "HEAVY []" in completed.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is allowed where CUDA exists")
+def test_fp16_on_cpu_exits_with_one_clear_line(run_cli, tmp_path):
+    completed = run_cli("precision=fp16", cwd=tmp_path)
+    assert completed.returncode == EXIT_USER_ERROR
+    output = completed.stdout + completed.stderr
+    assert "Invalid configuration: precision=fp16 needs a CUDA GPU" in output
+    assert "Traceback" not in output
+
+
+def test_a_missing_data_file_exits_non_zero_and_names_the_key(run_cli, tmp_path):
+    completed = run_cli(f"data.train={tmp_path / 'nope.jsonl'}", cwd=tmp_path)
+    assert completed.returncode == EXIT_USER_ERROR
+    assert f"data.train={tmp_path / 'nope.jsonl'} does not exist" in completed.stdout
+    assert "Traceback" not in completed.stdout + completed.stderr
+
+
+def test_a_misspelt_key_exits_non_zero_and_names_the_key(run_cli, tmp_path):
+    completed = run_cli("train.learnin_rate=1e-4", cwd=tmp_path)
+    assert completed.returncode != 0
+    assert "Key 'learnin_rate' not in 'TrainConfig'" in completed.stderr
+    assert "Traceback" not in completed.stderr

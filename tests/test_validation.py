@@ -1,0 +1,75 @@
+"""Semantic checks before any model loads: every problem at once, in words a user can act on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.errors import ConfigError
+from trainer.precision import precision_warning
+from trainer.validation import validate_config
+
+NO_CUDA = not torch.cuda.is_available()
+
+
+def problems_of(config) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config)
+    return caught.value.problems
+
+
+def test_the_default_config_is_valid(make_config):
+    validate_config(make_config())
+
+
+def test_every_problem_is_reported_in_one_error(make_config, tmp_path):
+    config = make_config(
+        "train.learning_rate=0",
+        "train.per_device_train_batch_size=0",
+        f"data.train={tmp_path / 'missing.jsonl'}",
+        "profile.name=nonexistent",
+    )
+    problems = problems_of(config)
+    assert problems == [
+        f"data.train={tmp_path / 'missing.jsonl'} does not exist",
+        "profile.name=nonexistent is unknown; choose one of plain",
+        "train.learning_rate must be > 0 (got 0.0)",
+        "train.per_device_train_batch_size must be > 0 (got 0)",
+    ]
+    assert str(ConfigError(problems)).startswith("Invalid configuration (4 problems):\n  - data.train=")
+
+
+def test_pretrained_model_needs_an_existing_local_path(make_config, tmp_path):
+    assert problems_of(make_config("model=qwen3-0.6b", "model.path=null")) == [
+        "model.path is required for model=qwen3-0.6b: a local directory or a hub id"
+    ]
+    missing = tmp_path / "no-such-model"
+    assert problems_of(make_config("model=qwen3-0.6b", f"model.path={missing}")) == [
+        f"model.path={missing} does not exist or is not a directory"
+    ]
+
+
+def test_a_hub_id_is_accepted_for_users_who_are_online(make_config):
+    validate_config(make_config("model=qwen3-0.6b"))
+
+
+def test_unsupported_data_format_is_named(make_config, tmp_path):
+    data = tmp_path / "chats.txt"
+    data.write_text("hello\n")
+    assert problems_of(make_config(f"data.train={data}")) == [
+        f"data.train={data} has an unsupported format; use one of .jsonl"
+    ]
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="fp16 is allowed where CUDA exists")
+def test_fp16_without_cuda_is_refused(make_config):
+    (problem,) = problems_of(make_config("precision=fp16"))
+    assert problem.startswith("precision=fp16 needs a CUDA GPU")
+    assert "precision=fp32" in problem
+
+
+@pytest.mark.skipif(not NO_CUDA or torch.cpu._is_amx_tile_supported(), reason="needs a CPU without AMX")
+def test_bf16_on_a_cpu_without_amx_is_allowed_with_a_warning(make_config):
+    validate_config(make_config("precision=bf16"))
+    assert "emulated" in precision_warning("bf16")
+    assert precision_warning("fp32") is None
