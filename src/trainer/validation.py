@@ -5,6 +5,7 @@ Every problem is collected, so one run tells the user all there is to fix.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from trainer.config import TrainerConfig
@@ -120,7 +121,7 @@ def train_problems(config: TrainerConfig) -> list[str]:
     return problems
 
 
-def positive(section: str, values: dict[str, float], allow_zero: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def positive(section: str, values: dict[str, float], allow_zero: Collection[str] = ()) -> list[str]:
     return [
         f"{section}.{key} must be {'>= 0' if key in allow_zero else '> 0'} (got {value})"
         for key, value in values.items()
