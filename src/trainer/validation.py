@@ -13,6 +13,7 @@ from trainer.data.loading import SUPPORTED_SUFFIXES
 from trainer.errors import ConfigError
 from trainer.precision import precision_problems
 from trainer.profiles import PROFILES
+from trainer.sweep.metrics import METRICS, MODES
 
 MODEL_SOURCES = ("tiny", "pretrained")
 PREVIEW_BACKENDS = ("none",)
@@ -78,6 +79,8 @@ def choice_problems(config: TrainerConfig) -> list[str]:
         "profile.name": (config.profile.name, tuple(PROFILES)),
         "preview.backend": (config.preview.backend, PREVIEW_BACKENDS),
         "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
+        "sweep.metric": (config.sweep.metric, METRICS),
+        "sweep.mode": (config.sweep.mode, MODES),
     }
     problems = [
         f"{key}={value} is unknown; choose one of {', '.join(allowed)}"
