@@ -181,3 +181,14 @@ def test_in_a_batch_only_the_sequence_with_a_stop_run_is_ended(tiny):
     assert ended == [tokenizer.eos_token_id] + [tokenizer.pad_token_id] * 7
     assert tokenizer.eos_token_id not in running
     assert processors[1].stats.tokens_after_stop == 1
+
+
+def test_a_long_run_after_the_stop_signal_keeps_finite_logits(tiny):
+    _, tokenizer = tiny
+    processor = PostStopPenaltyProcessor(tokenizer, STOP_EMOJIS)
+    input_ids = ids_of(tokenizer, "4\n🛑🛑")
+    for _ in range(400):
+        scores = processor(input_ids, torch.zeros(1, len(tokenizer)))
+        input_ids = torch.cat([input_ids, torch.tensor([[7]])], dim=1)
+    assert torch.isfinite(scores).all()
+    assert scores.argmax().item() == tokenizer.eos_token_id

@@ -117,6 +117,8 @@ class PostStopPenaltyProcessor(ResettableLogitsProcessor):
             raise ValueError("the post-stop penalty needs a tokenizer with an end-of-turn (eos) token")
         self.tokenizer = tokenizer
         self.eos_token_id: int = tokenizer.eos_token_id
+        # Once generated, either token means the sequence is over (batches pad finished ones).
+        self.end_token_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
         self.stop_runs = stop_runs(stop_emojis)
         longest = max(len(tokenizer.encode(run, add_special_tokens=False)) for run in self.stop_runs)
         self.tail_tokens = longest + TAIL_MARGIN_TOKENS
@@ -136,16 +138,15 @@ class PostStopPenaltyProcessor(ResettableLogitsProcessor):
         exponent = torch.tensor(exponents, dtype=torch.float64, device=scores.device)
         active = exponent > 0
         self.stats.hits += int((active & (scores.argmax(dim=-1) != self.eos_token_id)).sum())
-        # float64 then clamped: rate**n overflows quickly, and -inf logits upset some samplers.
-        penalty = torch.where(active, self.base * self.rate**exponent, 0.0)
-        penalty = penalty.clamp(max=torch.finfo(scores.dtype).max).to(scores.dtype)[:, None]
-        adjusted = scores - penalty
+        penalty = torch.where(active, self.base * self.rate**exponent, 0.0).to(scores.dtype)[:, None]
+        # rate**n overflows to inf within a few hundred steps, and -inf logits upset some samplers.
+        adjusted = (scores - penalty).clamp_min(torch.finfo(scores.dtype).min)
         adjusted[:, self.eos_token_id] = scores[:, self.eos_token_id] + active.to(scores.dtype) * self.eot_reward
         return adjusted
 
     def penalty_exponent(self, row: int, sequence: torch.LongTensor, step: int) -> int:
         """n for this sequence's next token: 0 before its stop signal and once it has ended."""
-        if self._finished[row] or (step > 0 and int(sequence[-1]) == self.eos_token_id):
+        if self._finished[row] or (step > 0 and int(sequence[-1]) in self.end_token_ids):
             self._finished[row] = True
             return 0
         if self._steps_after_stop[row] is None:
