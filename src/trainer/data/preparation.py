@@ -7,12 +7,15 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config import DataConfig
+from trainer.data.cache import cache_key, load_cached, save_cached
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import DataError, Record, read_records, resolve_data_path
 from trainer.data.tokenization import tokenize_with_assistant_mask
@@ -96,16 +99,37 @@ def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
 
 
 def tokenize_split(
-    split: RecordSplit, profile: Profile, system_prompt: str, tokenizer: PreTrainedTokenizerBase, max_length: int
+    split: RecordSplit,
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    cache_dir: Path | None = None,
 ) -> TokenizedData:
-    stats: dict[str, int] = {"bad_records_skipped": split.skipped}
-    train = tokenize_records("train", split.train, profile, system_prompt, tokenizer, max_length, stats)
-    validation = (
-        tokenize_records("validation", split.validation, profile, system_prompt, tokenizer, max_length, stats)
-        if split.validation
-        else None
+    """Tokenize both sets; with `cache_dir`, read them back from there when the same inputs were
+    tokenized before (a resumed run), and save them there otherwise."""
+    key = cache_key(
+        train=[(index, record.example) for index, record in split.train],
+        validation=[(index, record.example) for index, record in split.validation],
+        system_prompt=system_prompt,
+        profile=profile.metadata(),
+        profile_seed=profile.seed,
+        template=tokenizer.chat_template,
+        tokenizer=[tokenizer.name_or_path, len(tokenizer)],
+        max_length=max_length,
     )
-    return TokenizedData(train, validation, stats)
+    if cache_dir is not None and (cached := load_cached(cache_dir / key)) is not None:
+        datasets, stats = cached
+        return TokenizedData(datasets["train"], datasets.get("validation"), stats)
+    stats: dict[str, int] = {"bad_records_skipped": split.skipped}
+    datasets = {
+        name: tokenize_records(name, records, profile, system_prompt, tokenizer, max_length, stats)
+        for name, records in (("train", split.train), ("validation", split.validation))
+        if records
+    }
+    if cache_dir is not None:
+        save_cached(cache_dir / key, datasets, stats)
+    return TokenizedData(datasets["train"], datasets.get("validation"), stats)
 
 
 def tokenize_records(
@@ -119,7 +143,7 @@ def tokenize_records(
 ) -> Dataset:
     columns: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     truncated = dropped = 0
-    for index, record in records:
+    for index, record in tqdm(records, desc=f"Tokenizing the {name} set", unit="example", disable=None):
         example = profile.transform_example(record.example, index, system_prompt)
         tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
         truncated += tokenized.truncated
