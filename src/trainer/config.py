@@ -53,6 +53,10 @@ class DataConfig:
     max_length: int = 512
     # None means the profile's system prompt template; "{date}" is filled with today's date.
     system_prompt: str | None = None
+    # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
+    on_bad_record: str = "error"
+    # Padding-free batches: examples laid end to end, attention kept within each example.
+    packing: bool = False
 
 
 @dataclass

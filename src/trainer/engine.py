@@ -76,7 +76,9 @@ class TrainerEngine:
         plan = plan_precision(config.precision.name)
         model, tokenizer = load_model_and_tokenizer(config.model, plan.model_dtype)
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
-        data = tokenize_split(records, profile, system_prompt, tokenizer, config.data.max_length)
+        data = tokenize_split(
+            records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
+        )
 
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan)
         runtime = trainer.train().metrics["train_runtime"]

@@ -48,6 +48,10 @@ class RunDirectory:
         return self.root / "final_model"
 
     @property
+    def tokenized_dir(self) -> Path:
+        return self.root / "tokenized"
+
+    @property
     def result_file(self) -> Path:
         return self.root / "result.json"
 

@@ -13,8 +13,10 @@ from transformers import (
 )
 
 from trainer.config import TrainerConfig
+from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
+from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
@@ -76,10 +78,19 @@ def build_hf_trainer(
         args=build_training_arguments(config, run_dir, plan, has_validation=data.validation is not None),
         train_dataset=data.train,
         eval_dataset=data.validation,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
+        **batching(config, model, tokenizer),
         callbacks=callbacks,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ProgressBarCallback())
     return trainer
+
+
+def batching(config: TrainerConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict:
+    """The Trainer's collator (and loss, for packing): padded batches, or padding-free ones whose
+    attention stays within each example."""
+    if not config.data.packing:
+        return {"data_collator": DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)}
+    use_per_example_attention(model)
+    return {"data_collator": PackedBatchCollator(), "compute_loss_func": packed_causal_lm_loss}

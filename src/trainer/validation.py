@@ -9,7 +9,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from trainer.config import TrainerConfig
-from trainer.data.loading import SUPPORTED_SUFFIXES
+from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
 from trainer.errors import ConfigError
 from trainer.precision import precision_problems
 from trainer.profiles import PROFILES
@@ -18,6 +18,7 @@ from trainer.sweep.metrics import METRICS, MODES
 MODEL_SOURCES = ("tiny", "pretrained")
 PREVIEW_BACKENDS = ("none",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+BAD_RECORD_POLICIES = ("error", "skip")
 
 
 def validate_config(config: TrainerConfig) -> None:
@@ -70,7 +71,7 @@ def data_file_problems(key: str, path: str | None) -> list[str]:
     if not file.exists():
         return [f"{key}={path} does not exist"]
     if file.is_file() and file.suffix not in SUPPORTED_SUFFIXES:
-        return [f"{key}={path} has an unsupported format; use one of {', '.join(SUPPORTED_SUFFIXES)}"]
+        return [f"{key}={path} has an unsupported format; use {SUPPORTED_FORMATS}"]
     return []
 
 
@@ -81,6 +82,7 @@ def choice_problems(config: TrainerConfig) -> list[str]:
         "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
         "sweep.metric": (config.sweep.metric, METRICS),
         "sweep.mode": (config.sweep.mode, MODES),
+        "data.on_bad_record": (config.data.on_bad_record, BAD_RECORD_POLICIES),
     }
     problems = [
         f"{key}={value} is unknown; choose one of {', '.join(allowed)}"

@@ -1,15 +1,22 @@
-"""Reading chat records from disk, each remembered with the file and line it came from."""
+"""Reading chat records from disk, each remembered with the file and line (or row) it came from.
+
+Accepted: JSON Lines, a JSON array, Parquet, and a directory written by `datasets`' `save_to_disk`.
+An entry that cannot be read at all (invalid JSON) is kept as a record with its error, so the caller
+reports it beside the other bad records, or skips it, and every record keeps its position.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError, describe_problems
 
-SUPPORTED_SUFFIXES = (".jsonl",)
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
+SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
 SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
 # Enough to show a pattern without burying the user in a wall of lines.
 MAX_REPORTED_PROBLEMS = 20
@@ -20,10 +27,14 @@ class Record:
     example: Any
     source: str
     line: int
+    # "line" in text files; "row" in Parquet files, JSON arrays and saved datasets.
+    unit: str = "line"
+    # Why the entry could not be read at all, e.g. invalid JSON; None for a readable entry.
+    error: str | None = None
 
     @property
     def location(self) -> str:
-        return f"{self.source}:{self.line}"
+        return f"{self.source}:{self.line}" if self.unit == "line" else f"{self.source} row {self.line}"
 
 
 class DataError(UserError):
@@ -39,19 +50,83 @@ def resolve_data_path(path: str | None) -> Path:
     return SAMPLE_DATA if path is None else Path(path).expanduser()
 
 
+def read_records(path: Path) -> list[Record]:
+    """Every record of a data file or saved dataset directory, in order."""
+    if not path.exists():
+        raise DataError([f"{path} does not exist"])
+    if path.is_dir():
+        records = read_saved_dataset(path)
+    elif path.suffix == ".jsonl":
+        records = read_jsonl_records(path)
+    elif path.suffix == ".json":
+        records = read_json_records(path)
+    elif path.suffix == ".parquet":
+        records = read_parquet_records(path)
+    else:
+        raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
+    if not records:
+        raise DataError([f"{path} is empty: it holds no records"])
+    return records
+
+
 def read_jsonl_records(path: Path) -> list[Record]:
-    """Every non-blank line of a JSONL file; lines that are not JSON are reported together."""
-    records, problems = [], []
+    """Every non-blank line of a JSON Lines file."""
+    records = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                records.append(Record(json.loads(line), str(path), number))
+                records.append(Record(json.loads(line.rstrip()), str(path), number))
             except json.JSONDecodeError as error:
-                problems.append(f"{path}:{number}: invalid JSON ({error.msg} at column {error.colno})")
-    if problems:
-        raise DataError(problems)
-    if not records:
-        raise DataError([f"{path}: no records"])
+                problem = f"invalid JSON ({error.msg} at column {error.colno})"
+                records.append(Record(None, str(path), number, error=problem))
     return records
+
+
+def read_json_records(path: Path) -> list[Record]:
+    """The elements of a JSON array; a `.json` file holding JSON Lines is read as such."""
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        return []
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        if error.msg == "Extra data":
+            return read_jsonl_records(path)
+        raise DataError([f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})"]) from error
+    if not isinstance(document, list):
+        raise DataError([f"{path}: expected a JSON array of records (or JSON Lines), got {type(document).__name__}"])
+    return [Record(item, str(path), row, unit="row") for row, item in enumerate(document, start=1)]
+
+
+def read_parquet_records(path: Path) -> list[Record]:
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        rows = pyarrow.parquet.read_table(path).to_pylist()
+    except pyarrow.ArrowException as error:
+        raise DataError([f"{path} is not a readable Parquet file: {error}"]) from error
+    return columnar_records(rows, path)
+
+
+def read_saved_dataset(path: Path) -> list[Record]:
+    """A `Dataset.save_to_disk` directory; a `DatasetDict` must be narrowed to one of its splits."""
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        raise DataError([f"{path} holds the splits {', '.join(splits)}; point at one of them, e.g. {path / splits[0]}"])
+    if not (path / "state.json").is_file():
+        raise DataError([f"{path} is a directory without a saved dataset (no state.json from save_to_disk)"])
+    from datasets import load_from_disk
+
+    return columnar_records(load_from_disk(str(path)).to_list(), path)
+
+
+def columnar_records(rows: Iterable[dict[str, Any]], path: Path) -> list[Record]:
+    """Columnar formats give every row every column, null where a record lacked it: drop those
+    nulls so each row reads as the record that was written."""
+    return [
+        Record({key: value for key, value in row.items() if value is not None}, str(path), number, unit="row")
+        for number, row in enumerate(rows, start=1)
+    ]

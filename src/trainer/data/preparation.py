@@ -6,13 +6,18 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config import DataConfig
-from trainer.data.loading import DataError, Record, read_jsonl_records, resolve_data_path
+from trainer.data.cache import cache_key, load_cached, save_cached
+from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
+from trainer.data.loading import DataError, Record, read_records, resolve_data_path
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.profiles.base import Profile
 
@@ -24,6 +29,8 @@ class RecordSplit:
     # (index in its file, record): the index keys the profile's per-example choices.
     train: list[tuple[int, Record]]
     validation: list[tuple[int, Record]]
+    # Bad records left out under data.on_bad_record=skip.
+    skipped: int = 0
 
 
 @dataclass
@@ -35,9 +42,10 @@ class TokenizedData:
 
 def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
     """Read and validate the configured files; split off a seeded validation set when none is given."""
-    train = checked_records(config.train, profile)
+    train, skipped = checked_records(config.train, profile, config.on_bad_record)
     if config.validation is not None:
-        return RecordSplit(train, checked_records(config.validation, profile))
+        validation, skipped_validation = checked_records(config.validation, profile, config.on_bad_record)
+        return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
         raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
@@ -47,30 +55,81 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     return RecordSplit(
         train=[item for position, item in enumerate(train) if position not in held_out],
         validation=[item for position, item in enumerate(train) if position in held_out],
+        skipped=skipped,
     )
 
 
-def checked_records(path: str | None, profile: Profile) -> list[tuple[int, Record]]:
-    records = read_jsonl_records(resolve_data_path(path))
-    problems = [
-        f"{record.location}: {problem}" for record in records for problem in profile.validate_example(record.example)
-    ]
-    if problems:
+def checked_records(
+    path: str | None, profile: Profile, on_bad_record: str = "error"
+) -> tuple[list[tuple[int, Record]], int]:
+    """The valid records of `path` in the internal chat form, each with its position in the file,
+    and how many bad ones were skipped. With on_bad_record="error" any bad record raises one
+    `DataError` that lists every bad record with its location."""
+    source = resolve_data_path(path)
+    records = read_records(source)
+    kept, problems = [], []
+    for index, record in enumerate(records):
+        example, found = checked_example(record, profile)
+        if found:
+            problems.append(f"{record.location}: {'; '.join(found)}")
+        else:
+            # The position in the file, not among the kept records: skipping one record never
+            # changes the profile's per-example choices for the others.
+            kept.append((index, replace(record, example=example)))
+    if problems and on_bad_record == "error":
         raise DataError(problems)
-    return list(enumerate(records))
+    if problems:
+        log.warning(
+            "Skipped %d bad records of %s (data.on_bad_record=skip), e.g. %s", len(problems), source, problems[0]
+        )
+    if not kept:
+        raise DataError([f"{source}: none of its {len(records)} records is valid"])
+    return kept, len(problems)
+
+
+def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
+    """The record's example in the internal form, and what is wrong with it (empty when valid)."""
+    if record.error is not None:
+        return None, [record.error]
+    try:
+        example = to_chat_example(record.example)
+    except RecordShapeError as error:
+        return None, [str(error)]
+    return example, profile.validate_example(example) or conversation_problems(example)
 
 
 def tokenize_split(
-    split: RecordSplit, profile: Profile, system_prompt: str, tokenizer: PreTrainedTokenizerBase, max_length: int
+    split: RecordSplit,
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    cache_dir: Path | None = None,
 ) -> TokenizedData:
-    stats: dict[str, int] = {}
-    train = tokenize_records("train", split.train, profile, system_prompt, tokenizer, max_length, stats)
-    validation = (
-        tokenize_records("validation", split.validation, profile, system_prompt, tokenizer, max_length, stats)
-        if split.validation
-        else None
+    """Tokenize both sets; with `cache_dir`, read them back from there when the same inputs were
+    tokenized before (a resumed run), and save them there otherwise."""
+    key = cache_key(
+        train=[(index, record.example) for index, record in split.train],
+        validation=[(index, record.example) for index, record in split.validation],
+        system_prompt=system_prompt,
+        profile=profile.metadata(),
+        profile_seed=profile.seed,
+        template=tokenizer.chat_template,
+        tokenizer=[tokenizer.name_or_path, len(tokenizer)],
+        max_length=max_length,
     )
-    return TokenizedData(train, validation, stats)
+    if cache_dir is not None and (cached := load_cached(cache_dir / key)) is not None:
+        datasets, stats = cached
+        return TokenizedData(datasets["train"], datasets.get("validation"), stats)
+    stats: dict[str, int] = {"bad_records_skipped": split.skipped}
+    datasets = {
+        name: tokenize_records(name, records, profile, system_prompt, tokenizer, max_length, stats)
+        for name, records in (("train", split.train), ("validation", split.validation))
+        if records
+    }
+    if cache_dir is not None:
+        save_cached(cache_dir / key, datasets, stats)
+    return TokenizedData(datasets["train"], datasets.get("validation"), stats)
 
 
 def tokenize_records(
@@ -84,7 +143,7 @@ def tokenize_records(
 ) -> Dataset:
     columns: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     truncated = dropped = 0
-    for index, record in records:
+    for index, record in tqdm(records, desc=f"Tokenizing the {name} set", unit="example", disable=None):
         example = profile.transform_example(record.example, index, system_prompt)
         tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
         truncated += tokenized.truncated

