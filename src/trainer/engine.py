@@ -18,7 +18,10 @@ from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.errors import UserError
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
+from trainer.monitoring.health import NonFiniteLossError
+from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
+from trainer.monitoring.status import Alert, StatusWriter
 from trainer.precision import plan_precision, precision_warning
 from trainer.profiles import build_profile
 from trainer.result import TrainingResult
@@ -35,10 +38,17 @@ class TrainerEngine:
         result.json in the run directory."""
         run_dir = RunDirectory(Path(config.run.output_dir))
         run_dir.create()
+        status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
+        status.mark_idle()
         started = time.monotonic()
         with capture_run_log(run_dir.log_file):
             try:
-                result = self.train(config, run_dir)
+                result = self.train(config, run_dir, status)
+            except NonFiniteLossError as error:
+                log.error("%s", error)
+                result = TrainingResult(
+                    success=False, global_step=error.step - 1, error_message=str(error), error_type=error.error_type
+                )
             except UserError as error:
                 log.error("%s", error)
                 result = TrainingResult(
@@ -51,10 +61,13 @@ class TrainerEngine:
                 )
             result.runtime_sec = round(time.monotonic() - started, 3)
             write_json_atomic(run_dir.result_file, result.to_dict())
+            if config.monitoring.tensorboard and status.enabled:
+                write_run_hparams(run_dir.tensorboard_dir, config, result)
+            mark_finished(status, result)
             log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
         return result
 
-    def train(self, config: TrainerConfig, run_dir: RunDirectory) -> TrainingResult:
+    def train(self, config: TrainerConfig, run_dir: RunDirectory, status: StatusWriter) -> TrainingResult:
         validate_config(config)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",
@@ -77,7 +90,7 @@ class TrainerEngine:
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
         data = tokenize_split(records, profile, system_prompt, tokenizer, config.data.max_length)
 
-        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan)
+        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
         runtime = trainer.train().metrics["train_runtime"]
         trainer.save_model(str(run_dir.final_model_dir))
         return collect_result(trainer, run_dir, runtime, summary={"profile": profile.metadata(), **data.stats})
@@ -104,8 +117,20 @@ def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summ
     )
 
 
+def mark_finished(status: StatusWriter, result: TrainingResult) -> None:
+    if result.success:
+        status.mark_completed()
+        return
+    alert = Alert("nan_loss", result.error_message) if result.error_type == NonFiniteLossError.error_type else None
+    status.mark_crashed(result.error_message, result.error_type, alert)
+
+
 def outcome(result: TrainingResult) -> str:
     if not result.success:
         return f"Run failed ({result.error_type})"
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.4f}"
-    return f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}"
+    tokens_per_sec = result.summary.get("tokens_per_sec") or 0.0
+    return (
+        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, "
+        f"{tokens_per_sec:,.0f} tokens/s"
+    )
