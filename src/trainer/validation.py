@@ -124,14 +124,8 @@ def train_problems(config: TrainerConfig) -> list[str]:
 
 def monitoring_problems(config: TrainerConfig) -> list[str]:
     monitoring = config.monitoring
-    problems = positive(
-        "monitoring",
-        {
-            "alert_throughput_drop": monitoring.alert_throughput_drop,
-            "alert_train_val_gap": monitoring.alert_train_val_gap,
-            "alert_loss_noise": monitoring.alert_loss_noise,
-        },
-    )
+    alerts = ("alert_throughput_drop", "alert_train_val_gap", "alert_loss_noise")
+    problems = positive("monitoring", {name: getattr(monitoring, name) for name in alerts})
     problems += non_negative("monitoring", {"status_interval_sec": monitoring.status_interval_sec})
     if monitoring.loss_window < MIN_TREND_POINTS:
         problems.append(f"monitoring.loss_window must be >= {MIN_TREND_POINTS} (got {monitoring.loss_window})")
