@@ -3,7 +3,9 @@
 Runs alternate on, off, on, off, ... in one process on the same tokenized data, so drift of the
 machine (other jobs, thermal) hits both sides alike; each pair gives one on/off ratio. Two rates
 per run: tokens per wall-clock second, and tokens per CPU second of this process, which other
-jobs on a shared machine disturb far less (monitoring's cost is CPU work in this process).
+jobs on a shared machine disturb far less (monitoring's cost is CPU work in this process). The
+"on" runs also time the monitoring callbacks themselves: the share of the run spent inside them
+is the direct cost, free of the noise that run-to-run ratios carry.
 
     python bench/monitoring_overhead.py --pairs 4 --steps 40 --threads 1
 
@@ -19,11 +21,12 @@ import logging
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from transformers import Trainer, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 
 from trainer.config import RunConfig, TrainConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData, load_record_split, tokenize_split
@@ -55,6 +58,29 @@ def tokenized_data(config: TrainerConfig) -> TokenizedData:
 class Speed:
     wall: float  # tokens per second
     cpu: float  # tokens per CPU second of this process
+    hooks: float = 0.0  # share of the wall time spent inside the monitoring callbacks
+
+
+class HookTimer:
+    """Adds up the time spent in the `on_*` events of the callbacks it wraps."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, callback: TrainerCallback) -> None:
+        for name in dir(TrainerCallback):
+            if name.startswith("on_"):
+                setattr(callback, name, self.timed(getattr(callback, name)))
+
+    def timed(self, event: Callable) -> Callable:
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return event(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return run
 
 
 def measure(config: TrainerConfig, data: TokenizedData, monitoring: bool) -> Speed:
@@ -64,16 +90,21 @@ def measure(config: TrainerConfig, data: TokenizedData, monitoring: bool) -> Spe
     run_dir = RunDirectory(Path(config.run.output_dir))
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
     trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+    hooks = HookTimer()
+    watchers = (TrainingMonitorCallback, RunTensorBoardCallback)
+    for callback in [c for c in trainer.callback_handler.callbacks if isinstance(c, watchers)]:
+        if monitoring:
+            hooks.wrap(callback)
+        else:
+            trainer.remove_callback(callback)
     if not monitoring:
-        trainer.remove_callback(TrainingMonitorCallback)
-        trainer.remove_callback(RunTensorBoardCallback)
         # The plain Trainer's step, without the NaN check.
         trainer.training_step = Trainer.training_step.__get__(trainer)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.train()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     tokens = trainer.state.num_input_tokens_seen
-    return Speed(wall=tokens / wall, cpu=tokens / cpu)
+    return Speed(wall=tokens / wall, cpu=tokens / cpu, hooks=hooks.seconds / wall)
 
 
 def main() -> None:
@@ -102,15 +133,20 @@ def main() -> None:
                 )
                 speeds[monitoring] = measure(config, data, monitoring)
             on, off = speeds[True], speeds[False]
-            ratios.append(Speed(wall=on.wall / off.wall, cpu=on.cpu / off.cpu))
+            ratios.append(Speed(wall=on.wall / off.wall, cpu=on.cpu / off.cpu, hooks=on.hooks))
             print(
                 f"pair {pair}: wall on {on.wall:,.0f} off {off.wall:,.0f} tokens/s (on/off {ratios[-1].wall:.4f})"
-                f"  cpu on {on.cpu:,.0f} off {off.cpu:,.0f} tokens/cpu-s (on/off {ratios[-1].cpu:.4f})",
+                f"  cpu on {on.cpu:,.0f} off {off.cpu:,.0f} tokens/cpu-s (on/off {ratios[-1].cpu:.4f})"
+                f"  in monitoring callbacks {on.hooks:.3%}",
                 flush=True,
             )
     wall = statistics.median(ratio.wall for ratio in ratios)
     cpu = statistics.median(ratio.cpu for ratio in ratios)
-    print(f"median on/off over {len(ratios)} pairs: wall {wall:.4f}, cpu {cpu:.4f}")
+    hooks = statistics.median(ratio.hooks for ratio in ratios)
+    print(
+        f"median over {len(ratios)} pairs: on/off wall {wall:.4f}, on/off cpu {cpu:.4f}, "
+        f"time in monitoring callbacks {hooks:.3%}"
+    )
 
 
 if __name__ == "__main__":
