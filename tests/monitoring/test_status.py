@@ -68,7 +68,9 @@ def test_a_disabled_writer_writes_nothing(tmp_path):
     assert not (tmp_path / "status.json").exists()
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"status": "training", "current_step": "a", "alerts": [1]}'])
+@pytest.mark.parametrize(
+    "content", [None, "{not json", "[1, 2]", '{"status": "training", "current_step": "a", "alerts": [1]}']
+)
 def test_reading_a_directory_without_a_valid_status_is_a_user_error(tmp_path, content):
     if content is not None:
         (tmp_path / "status.json").write_text(content)

@@ -125,5 +125,5 @@ class StatusReader:
             raise NotARunError(f"{self.run_dir.root} is not a run directory: it holds no {path.name}")
         try:
             return RunStatus.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, AttributeError) as error:
             raise NotARunError(f"{path} is not a status file of trainer: {error}") from error
