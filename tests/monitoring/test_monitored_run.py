@@ -36,8 +36,8 @@ class StatusObservations:
 
 
 def watch_status(path: Path, stop: threading.Event, seen: StatusObservations) -> None:
-    # 100 reads a second: many per status write, and the CPU left to training.
-    while not stop.wait(0.01):
+    # 50 reads a second: several per status write, and the CPU left to training.
+    while not stop.wait(0.02):
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -65,7 +65,7 @@ def config_for(compose_dictconfig, model_cache, tmp_path_factory):
 @pytest.fixture(scope="module")
 def watched_run(config_for):
     """A run that rewrites status.json every step while another thread reads it continuously."""
-    config = config_for("monitoring.status_interval_sec=0")
+    config = config_for("monitoring.status_interval_sec=0", "train.save_steps=12")
     run_dir = Path(config.run.output_dir)
     seen, stop = StatusObservations(), threading.Event()
     reader = threading.Thread(target=watch_status, args=(run_dir / "status.json", stop, seen))
@@ -167,7 +167,7 @@ def poison_loss(module, args, output):
 
 @pytest.fixture(scope="module")
 def nan_run(config_for):
-    poison = PoisonLossFrom(step=4)
+    poison = PoisonLossFrom(step=3)
     build = trainer.engine.build_hf_trainer
 
     def build_poisoned(*args, **kwargs):
@@ -184,10 +184,10 @@ def nan_run(config_for):
 
 def test_a_nan_loss_stops_training_before_the_optimizer_applies_it(nan_run):
     _, _, result, poison = nan_run
-    assert poison.optimizer_steps == 3
+    assert poison.optimizer_steps == 2
     assert all(torch.isfinite(parameter).all() for parameter in poison.model.parameters())
-    assert (result.success, result.error_type, result.global_step) == (False, "nan_loss", 3)
-    assert "the loss of step 4 is nan" in result.error_message
+    assert (result.success, result.error_type, result.global_step) == (False, "nan_loss", 2)
+    assert "the loss of step 3 is nan" in result.error_message
 
 
 def test_a_nan_loss_marks_the_run_crashed_with_an_alert(nan_run):
