@@ -21,7 +21,7 @@ from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
-from trainer.monitoring.status import Alert, StatusWriter
+from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
 from trainer.profiles import build_profile
 from trainer.result import TrainingResult
@@ -46,6 +46,7 @@ class TrainerEngine:
                 result = self.train(config, run_dir, status)
             except NonFiniteLossError as error:
                 log.error("%s", error)
+                status.add_alert(error.alert)
                 result = TrainingResult(
                     success=False, global_step=error.step - 1, error_message=str(error), error_type=error.error_type
                 )
@@ -63,7 +64,10 @@ class TrainerEngine:
             write_json_atomic(run_dir.result_file, result.to_dict())
             if config.monitoring.tensorboard and status.enabled:
                 write_run_hparams(run_dir.tensorboard_dir, config, result)
-            mark_finished(status, result)
+            if result.success:
+                status.mark_completed()
+            else:
+                status.mark_crashed(result.error_message, result.error_type)
             log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
         return result
 
@@ -115,14 +119,6 @@ def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summ
         eval_loss=eval_losses[-1] if eval_losses else None,
         summary=summary,
     )
-
-
-def mark_finished(status: StatusWriter, result: TrainingResult) -> None:
-    if result.success:
-        status.mark_completed()
-        return
-    alert = Alert("nan_loss", result.error_message) if result.error_type == NonFiniteLossError.error_type else None
-    status.mark_crashed(result.error_message, result.error_type, alert)
 
 
 def outcome(result: TrainingResult) -> str:

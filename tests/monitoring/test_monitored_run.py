@@ -19,7 +19,7 @@ from tests.conftest import FAST_RUN
 from trainer.config import to_trainer_config
 from trainer.engine import TrainerEngine
 from trainer.monitoring.hparams import run_hparams
-from trainer.monitoring.status import StatusReader
+from trainer.monitoring.status import Alert, StatusReader
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ def test_a_nan_loss_marks_the_run_crashed_with_an_alert(nan_run):
     _, run_dir, _, _ = nan_run
     status = StatusReader(run_dir).read()
     assert (status.status, status.error_type) == ("crashed", "nan_loss")
-    assert [alert.type for alert in status.alerts] == ["nan_loss"]
+    assert status.alerts == [Alert("nan_loss", "the loss of step 3 is nan")]
     assert json.loads((run_dir / "result.json").read_text())["success"] is False
 
 

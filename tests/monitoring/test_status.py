@@ -48,10 +48,11 @@ def test_updates_within_the_interval_stay_in_memory_until_a_state_change(tmp_pat
 def test_a_crash_keeps_the_progress_and_adds_the_error(tmp_path):
     writer = StatusWriter(tmp_path / "status.json", interval_sec=0)
     writer.update(current_step=3, loss=2.0)
-    writer.mark_crashed("the loss of step 4 is nan", "nan_loss", Alert("nan_loss", "the loss of step 4 is nan"))
+    writer.add_alert(Alert("nan_loss", "the loss of step 4 is nan"))
+    writer.mark_crashed("Training stopped: the loss of step 4 is nan", "nan_loss")
     status = StatusReader(tmp_path).read()
     assert (status.status, status.current_step, status.loss) == ("crashed", 3, 2.0)
-    assert (status.error_type, status.error_message) == ("nan_loss", "the loss of step 4 is nan")
+    assert (status.error_type, status.error_message) == ("nan_loss", "Training stopped: the loss of step 4 is nan")
     assert [alert.type for alert in status.alerts] == ["nan_loss"]
 
 

@@ -21,10 +21,10 @@ class NonFiniteLossError(Exception):
     error_type = "nan_loss"
 
     def __init__(self, step: int, loss: float) -> None:
+        self.alert = Alert(self.error_type, f"the loss of step {step} is {loss}")
         self.step = step
-        self.loss = loss
         super().__init__(
-            f"Training stopped: the loss of step {step} is {loss}; nothing of that step was applied. "
+            f"Training stopped: {self.alert.message}; nothing of that step was applied. "
             "Lower train.learning_rate, check the data, or use precision=bf16 instead of fp16."
         )
 

@@ -93,11 +93,11 @@ class StatusWriter:
     def mark_completed(self) -> None:
         self.update(force=True, status=COMPLETED, eta_sec=0.0)
 
-    def mark_crashed(self, error_message: str, error_type: str, alert: Alert | None = None) -> None:
-        alerts = [*self.status.alerts, alert] if alert else self.status.alerts
-        self.update(
-            force=True, status=CRASHED, eta_sec=None, error_message=error_message, error_type=error_type, alerts=alerts
-        )
+    def mark_crashed(self, error_message: str, error_type: str) -> None:
+        self.update(force=True, status=CRASHED, eta_sec=None, error_message=error_message, error_type=error_type)
+
+    def add_alert(self, alert: Alert) -> None:
+        self.update(alerts=[*self.status.alerts, alert])
 
     def write(self) -> None:
         self.last_write = time.monotonic()
