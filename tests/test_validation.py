@@ -74,3 +74,14 @@ def test_bf16_on_a_cpu_without_amx_is_allowed_with_a_warning(make_config):
     validate_config(make_config("precision=bf16"))
     assert "emulated" in precision_warning("bf16")
     assert precision_warning("fp32") is None
+
+
+def test_monitoring_knobs_are_checked(make_config):
+    config = make_config(
+        "monitoring.status_interval_sec=-1", "monitoring.loss_window=2", "monitoring.alert_loss_noise=0"
+    )
+    assert problems_of(config) == [
+        "monitoring.alert_loss_noise must be > 0 (got 0.0)",
+        "monitoring.status_interval_sec must be >= 0 (got -1.0)",
+        "monitoring.loss_window must be >= 3 (got 2)",
+    ]

@@ -47,6 +47,11 @@ def run(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    # `trainer status DIR` (the console script) is `python -m trainer.status DIR`.
+    if sys.argv[1:2] == ["status"]:
+        from trainer.status import main as show_status
+
+        sys.exit(show_status(sys.argv[2:]))
     run()
 
 

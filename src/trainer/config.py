@@ -103,6 +103,16 @@ class MonitoringConfig:
     tensorboard: bool = True
     # Level of transformers' own log lines in the console and trainer.log.
     transformers_log_level: str = "warning"
+    # Least seconds between rewrites of status.json; 0 rewrites it every step (tests, debugging).
+    status_interval_sec: float = 2.0
+    # Logged losses the loss trend and the loss-noise alert look back over.
+    loss_window: int = 10
+    # Alert when tokens/s falls this share below the run's best (0.5: to half).
+    alert_throughput_drop: float = 0.5
+    # Alert when the validation loss exceeds the train loss by this share (0.5: 1.5x).
+    alert_train_val_gap: float = 0.5
+    # Alert when the loss swings around its trend by more than this share of its mean.
+    alert_loss_noise: float = 0.25
 
 
 @dataclass

@@ -19,7 +19,10 @@ from trainer.errors import UserError
 from trainer.job_isolation import isolated_job
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
+from trainer.monitoring.health import NonFiniteLossError
+from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
+from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
 from trainer.profiles import build_profile
 from trainer.result import TrainingResult
@@ -36,10 +39,18 @@ class TrainerEngine:
         result.json in the run directory."""
         run_dir = RunDirectory(Path(config.run.output_dir))
         run_dir.create()
+        status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
+        status.mark_idle()
         started = time.monotonic()
         with isolated_job(), capture_run_log(run_dir.log_file):
             try:
-                result = self.train(config, run_dir)
+                result = self.train(config, run_dir, status)
+            except NonFiniteLossError as error:
+                log.error("%s", error)
+                status.add_alert(error.alert)
+                result = TrainingResult(
+                    success=False, global_step=error.step - 1, error_message=str(error), error_type=error.error_type
+                )
             except UserError as error:
                 log.error("%s", error)
                 result = TrainingResult(
@@ -52,10 +63,16 @@ class TrainerEngine:
                 )
             result.runtime_sec = round(time.monotonic() - started, 3)
             write_json_atomic(run_dir.result_file, result.to_dict())
+            if config.monitoring.tensorboard and status.enabled:
+                write_run_hparams(run_dir.tensorboard_dir, config, result)
+            if result.success:
+                status.mark_completed()
+            else:
+                status.mark_crashed(result.error_message, result.error_type)
             log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
         return result
 
-    def train(self, config: TrainerConfig, run_dir: RunDirectory) -> TrainingResult:
+    def train(self, config: TrainerConfig, run_dir: RunDirectory, status: StatusWriter) -> TrainingResult:
         validate_config(config)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",
@@ -80,7 +97,7 @@ class TrainerEngine:
             records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
         )
 
-        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan)
+        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
         runtime = trainer.train().metrics["train_runtime"]
         trainer.save_model(str(run_dir.final_model_dir))
         return collect_result(trainer, run_dir, runtime, summary={"profile": profile.metadata(), **data.stats})
@@ -111,4 +128,8 @@ def outcome(result: TrainingResult) -> str:
     if not result.success:
         return f"Run failed ({result.error_type})"
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.4f}"
-    return f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}"
+    tokens_per_sec = result.summary.get("tokens_per_sec") or 0.0
+    return (
+        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, "
+        f"{tokens_per_sec:,.0f} tokens/s"
+    )

@@ -59,6 +59,10 @@ class RunDirectory:
     def env_file(self) -> Path:
         return self.root / "env.json"
 
+    @property
+    def status_file(self) -> Path:
+        return self.root / "status.json"
+
     def create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 

@@ -18,9 +18,24 @@ from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
+from trainer.monitoring.health import NonFiniteLossError
+from trainer.monitoring.monitor import TrainingMonitorCallback
+from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
 from trainer.run_dir import RunDirectory
+
+
+class RunTrainer(Trainer):
+    """The Hugging Face Trainer, stopped by the first NaN or infinite loss before the optimizer
+    applies it. (The Trainer's own NaN filter already waits for each step's loss, so the check
+    adds no device round trip.)"""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(step=self.state.global_step + 1, loss=loss.item())
+        return loss
 
 
 def build_training_arguments(
@@ -69,11 +84,13 @@ def build_hf_trainer(
     tokenizer: PreTrainedTokenizerBase,
     data: TokenizedData,
     plan: PrecisionPlan,
+    status: StatusWriter,
 ) -> Trainer:
-    callbacks = [MetricsLogCallback(), FinalEvaluationCallback()]
+    # The monitor comes first: it adds tokens/s to the log events the others report.
+    callbacks = [TrainingMonitorCallback(status, config.monitoring), MetricsLogCallback(), FinalEvaluationCallback()]
     if config.monitoring.tensorboard:
-        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir))
-    trainer = Trainer(
+        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
+    trainer = RunTrainer(
         model=model,
         args=build_training_arguments(config, run_dir, plan, has_validation=data.validation is not None),
         train_dataset=data.train,

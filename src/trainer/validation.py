@@ -11,6 +11,7 @@ from pathlib import Path
 from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
 from trainer.errors import ConfigError
+from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
 from trainer.profiles import PROFILES
 from trainer.sweep.metrics import METRICS, MODES
@@ -28,6 +29,7 @@ def validate_config(config: TrainerConfig) -> None:
         *data_problems(config),
         *choice_problems(config),
         *train_problems(config),
+        *monitoring_problems(config),
         *precision_problems(config.precision.name),
     ]
     if problems:
@@ -123,6 +125,16 @@ def train_problems(config: TrainerConfig) -> list[str]:
         problems.append("train.max_steps or train.num_train_epochs must be > 0")
     if not 0.0 <= train.warmup_ratio < 1.0:
         problems.append(f"train.warmup_ratio must be in [0, 1) (got {train.warmup_ratio})")
+    return problems
+
+
+def monitoring_problems(config: TrainerConfig) -> list[str]:
+    monitoring = config.monitoring
+    alerts = ("alert_throughput_drop", "alert_train_val_gap", "alert_loss_noise")
+    problems = positive("monitoring", {name: getattr(monitoring, name) for name in alerts})
+    problems += non_negative("monitoring", {"status_interval_sec": monitoring.status_interval_sec})
+    if monitoring.loss_window < MIN_TREND_POINTS:
+        problems.append(f"monitoring.loss_window must be >= {MIN_TREND_POINTS} (got {monitoring.loss_window})")
     return problems
 
 

@@ -9,7 +9,13 @@ from transformers import ProgressCallback, TrainerCallback
 log = logging.getLogger("trainer.progress")
 
 # Shown in this order, with these names; anything else the Trainer logs is kept out of the line.
-SHOWN_METRICS = {"loss": "loss", "eval_loss": "eval_loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
+SHOWN_METRICS = {
+    "loss": "loss",
+    "eval_loss": "eval_loss",
+    "learning_rate": "lr",
+    "grad_norm": "grad_norm",
+    "tokens_per_sec": "tokens/s",
+}
 
 
 class MetricsLogCallback(TrainerCallback):

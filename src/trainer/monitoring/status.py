@@ -1,0 +1,129 @@
+"""status.json: the live state of one run, written by `StatusWriter` and read by `StatusReader`.
+
+The writer is the only code that writes the file. Each write goes through a temporary file and a
+rename, so a reader (`python -m trainer.status`, a dashboard, a test) never sees half a file.
+This module imports no torch or transformers: the status command starts instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import UserError
+from trainer.run_dir import RunDirectory, write_json_atomic
+
+IDLE, TRAINING, COMPLETED, CRASHED = "idle", "training", "completed", "crashed"
+FINISHED = (COMPLETED, CRASHED)
+
+
+@dataclass(frozen=True)
+class Alert:
+    # nan_loss | throughput_drop | train_val_gap | loss_noise
+    type: str
+    message: str
+
+
+@dataclass
+class RunStatus:
+    status: str = IDLE
+    current_step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    timestamp: str | None = None
+    # Real (non-padding) input tokens per second over the recent steps.
+    tokens_per_sec: float | None = None
+    eta_sec: float | None = None
+    validation_loss: float | None = None
+    # improving | rising | stable over the recent logged losses; None until there are enough.
+    loss_trend: str | None = None
+    alerts: list[Alert] = field(default_factory=list)
+    # The latest preview (prompt, golden answer, model answer, match); filled by the previews.
+    last_preview: dict[str, Any] | None = None
+    error_message: str | None = None
+    error_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        # JSON has no NaN or Infinity: a non-finite number is written as null.
+        return {key: None if is_non_finite(value) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunStatus:
+        known = {item.name for item in fields(cls)}
+        status = cls(**{key: value for key, value in data.items() if key in known})
+        status.alerts = [Alert(**alert) for alert in data.get("alerts") or []]
+        return status
+
+
+def is_non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+class StatusWriter:
+    """Keeps the run's status in memory and rewrites status.json at most once per `interval_sec`,
+    so per-step updates cost a dictionary update, not a file write. State changes (training,
+    completed, crashed) are written at once."""
+
+    def __init__(self, path: Path, interval_sec: float, enabled: bool = True) -> None:
+        self.path = path
+        self.interval_sec = interval_sec
+        # False on the non-main processes of a distributed run: one process owns the file.
+        self.enabled = enabled
+        self.status = RunStatus()
+        self.last_write = -math.inf
+
+    def update(self, force: bool = False, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
+        if force or time.monotonic() - self.last_write >= self.interval_sec:
+            self.write()
+
+    def mark_idle(self) -> None:
+        self.update(force=True, status=IDLE)
+
+    def mark_training(self, current_step: int, total_steps: int) -> None:
+        self.update(force=True, status=TRAINING, current_step=current_step, total_steps=total_steps)
+
+    def mark_completed(self) -> None:
+        self.update(force=True, status=COMPLETED, eta_sec=0.0)
+
+    def mark_crashed(self, error_message: str, error_type: str) -> None:
+        self.update(force=True, status=CRASHED, eta_sec=None, error_message=error_message, error_type=error_type)
+
+    def add_alert(self, alert: Alert) -> None:
+        self.update(alerts=[*self.status.alerts, alert])
+
+    def write(self) -> None:
+        self.last_write = time.monotonic()
+        if self.enabled:
+            self.status.timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
+            write_json_atomic(self.path, self.status.to_dict())
+
+
+class NotARunError(UserError):
+    error_type = "not_a_run"
+
+
+class StatusReader:
+    """Reads a run's status.json back into a `RunStatus`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = RunDirectory(Path(run_dir))
+
+    def exists(self) -> bool:
+        return self.run_dir.status_file.is_file()
+
+    def read(self) -> RunStatus:
+        path = self.run_dir.status_file
+        if not path.is_file():
+            raise NotARunError(f"{self.run_dir.root} is not a run directory: it holds no {path.name}")
+        try:
+            return RunStatus.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, AttributeError) as error:
+            raise NotARunError(f"{path} is not a status file of trainer: {error}") from error
