@@ -40,6 +40,8 @@ def build_training_arguments(
         optim=train.optim,
         dataloader_num_workers=train.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        activation_checkpointing=train.gradient_checkpointing,
+        torch_compile=train.torch_compile,
         bf16=plan.bf16,
         fp16=plan.fp16,
         logging_strategy="steps",
