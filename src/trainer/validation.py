@@ -66,7 +66,7 @@ def pretrained_path_problems(name: str, path: str | None) -> list[str]:
     directory = Path(path).expanduser()
     if not directory.is_dir():
         return [f"model.path={path} does not exist or is not a directory"]
-    if not any(directory.glob(pattern) for pattern in WEIGHT_FILES):
+    if not [file for pattern in WEIGHT_FILES for file in directory.glob(pattern)]:
         return [f"model.path={path} holds no model weights (none of {', '.join(WEIGHT_FILES)})"]
     return []
 
