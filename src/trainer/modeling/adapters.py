@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,7 +48,8 @@ def apply_adapter(
         # Tied input/output embeddings stay one matrix when both are trained in full.
         ensure_weight_tying=bool(modules_to_save) and bool(getattr(model.config, "tie_word_embeddings", False)),
     )
-    return get_peft_model(model, lora)
+    with quiet_peft_deprecations():
+        return get_peft_model(model, lora)
 
 
 def count_parameters(model: PreTrainedModel | PeftModel) -> dict[str, int | float]:
@@ -65,7 +69,17 @@ def save_merged_model(config: ModelConfig, adapter_dir: Path, target: Path, dtyp
     """Base + the saved adapter merged into one full model at `target`, loadable without peft.
     The base is reloaded unquantized, so a QLoRA adapter merges into full-precision weights."""
     base, tokenizer, _ = load_model_and_tokenizer(config, dtype)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    with quiet_peft_deprecations():
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(target)
     tokenizer.save_pretrained(target)
     log.info("Saved the merged model to %s", target)
+
+
+@contextmanager
+def quiet_peft_deprecations() -> Iterator[None]:
+    """peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`: a warning on every
+    run that the user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
