@@ -114,7 +114,7 @@ class PeftConfig:
     target_modules: list[str] | None = None
     # Modules trained in full beside the adapters; None: the embeddings when the tokenizer gained tokens.
     modules_to_save: list[str] | None = None
-    # Also write base + adapter merged into one full model (final_model/merged/).
+    # lora/qlora: also write base + adapter merged into one full model (final_model/merged/).
     merge_on_save: bool = False
 
 
