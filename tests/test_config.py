@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from trainer.config import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig, to_trainer_config
 from trainer.errors import ConfigError
+from trainer.validation import validate_config
 
 
 def test_default_composition_is_a_typed_trainer_config(make_config):
@@ -64,3 +65,17 @@ def test_keys_added_with_plus_are_config_errors_naming_what_is_allowed(compose_d
         "unknown key 'unknown_section'; the top level accepts "
         + ", ".join(field.name for field in fields(TrainerConfig)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("preset", "node", "target"),
+    [
+        ("hparams_search=optuna_lr", "sweeper", "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"),
+        ("launcher=joblib", "launcher", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("launcher=slurm", "launcher", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
+def test_sweep_presets_compose_and_validate(compose_dictconfig, preset, node, target, tmp_path):
+    hydra = compose_dictconfig([preset], return_hydra_config=True).hydra
+    assert hydra[node]._target_ == target
+    validate_config(to_trainer_config(compose_dictconfig([preset, f"run.output_dir={tmp_path}"])))

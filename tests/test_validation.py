@@ -32,7 +32,7 @@ def test_every_problem_is_reported_in_one_error(make_config, tmp_path):
     problems = problems_of(config)
     assert problems == [
         f"data.train={tmp_path / 'missing.jsonl'} does not exist",
-        "profile.name=nonexistent is unknown; choose one of plain",
+        "profile.name=nonexistent is unknown; choose one of plain, emoji_think, regime3",
         "train.learning_rate must be > 0 (got 0.0)",
         "train.per_device_train_batch_size must be > 0 (got 0)",
     ]

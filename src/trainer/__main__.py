@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from trainer.config import register_schema, to_trainer_config
 from trainer.errors import ConfigError
 from trainer.result import EXIT_USER_ERROR
+from trainer.sweep.metrics import objective
 
 log = logging.getLogger("trainer")
 
@@ -28,20 +29,21 @@ register_schema()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def run(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float:
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
         log.error("%s", error)
         sys.exit(EXIT_USER_ERROR)
 
-    from trainer.engine import TrainerEngine
+    from trainer.sweep.jobs import run_or_reuse
 
-    result = TrainerEngine().run_job(config)
-    # The engine has logged the failure already; a single run still has to exit non-zero.
-    if not result.success and HydraConfig.get().mode == RunMode.RUN:
+    result = run_or_reuse(config)
+    # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
+    # sweep records it in its summary and goes on.
+    if not result.success and (HydraConfig.get().mode == RunMode.RUN or config.sweep.fail_fast):
         sys.exit(result.exit_code)
-    return result.eval_loss
+    return objective(result.to_dict(), config.sweep.metric)
 
 
 def main() -> None:

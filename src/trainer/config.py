@@ -126,6 +126,17 @@ class MonitoringConfig:
 
 
 @dataclass
+class SweepConfig:
+    # The metric that marks the best job of a sweep and that the job returns to sweepers (Optuna).
+    metric: str = "eval_loss"
+    mode: str = "min"
+    # Stop a sweep at its first failed job instead of recording it and going on.
+    fail_fast: bool = False
+    # Reuse the result of a job whose directory already holds a successful result.json (resume).
+    skip_completed: bool = False
+
+
+@dataclass
 class RunConfig:
     # The run directory; Hydra fills it with its timestamped run/sweep dir.
     output_dir: str = MISSING
@@ -142,6 +153,7 @@ class TrainerConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
 
 

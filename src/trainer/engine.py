@@ -16,6 +16,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trainer.config import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.errors import UserError
+from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
@@ -38,7 +39,7 @@ class TrainerEngine:
         run_dir = RunDirectory(Path(config.run.output_dir))
         run_dir.create()
         started = time.monotonic()
-        with capture_run_log(run_dir.log_file):
+        with isolated_job(), capture_run_log(run_dir.log_file):
             try:
                 result = self.train(config, run_dir)
             except UserError as error:

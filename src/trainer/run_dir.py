@@ -10,18 +10,21 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and rename, so readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2, default=str)
-            file.write("\n")
+            file.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,10 @@ class RunDirectory:
 
     def create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def read_result(self) -> dict[str, Any] | None:
+        """result.json, or None where the run has not finished (or never started)."""
+        try:
+            return json.loads(self.result_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None

@@ -44,6 +44,8 @@ def build_training_arguments(
         torch_compile=train.torch_compile,
         bf16=plan.bf16,
         fp16=plan.fp16,
+        # Without it, transformers refuses bf16 on a machine without a GPU instead of using the CPU.
+        use_cpu=not torch.cuda.is_available(),
         logging_strategy="steps",
         logging_steps=train.logging_steps,
         logging_first_step=True,

@@ -6,6 +6,7 @@ Every problem is collected, so one run tells the user all there is to fix.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
 from trainer.modeling.tiny import ARCHITECTURES
 from trainer.precision import precision_problems
 from trainer.profiles import PROFILES
+from trainer.sweep.metrics import METRICS, MODES
 
 MODEL_SOURCES = ("tiny", "pretrained")
 PREVIEW_BACKENDS = ("none",)
@@ -104,6 +106,8 @@ def choice_problems(config: TrainerConfig) -> list[str]:
         "profile.name": (config.profile.name, tuple(PROFILES)),
         "preview.backend": (config.preview.backend, PREVIEW_BACKENDS),
         "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
+        "sweep.metric": (config.sweep.metric, METRICS),
+        "sweep.mode": (config.sweep.mode, MODES),
     }
     problems = [
         f"{key}={value} is unknown; choose one of {', '.join(allowed)}"
@@ -165,7 +169,7 @@ def peft_problems(config: TrainerConfig) -> list[str]:
     return problems
 
 
-def positive(section: str, values: dict[str, float], allow_zero: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def positive(section: str, values: dict[str, float], allow_zero: Collection[str] = ()) -> list[str]:
     return [
         f"{section}.{key} must be {'>= 0' if key in allow_zero else '> 0'} (got {value})"
         for key, value in values.items()

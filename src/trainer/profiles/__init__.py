@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from trainer.config import ProfileConfig
 from trainer.profiles.base import Profile
+from trainer.profiles.emoji_think import EmojiThinkProfile
 from trainer.profiles.plain import PlainProfile
+from trainer.profiles.regime3 import Regime3Profile
 
 PROFILES: dict[str, type[Profile]] = {
     PlainProfile.name: PlainProfile,
+    EmojiThinkProfile.name: EmojiThinkProfile,
+    Regime3Profile.name: Regime3Profile,
 }
 
 

@@ -1,0 +1,32 @@
+"""The Hydra callback that keeps a sweep's summary up to date as each job ends, so an interrupted
+sweep still has one."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from trainer.sweep.plot import plot_loss_curves
+from trainer.sweep.summary import write_summary
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummaryCallback(Callback):
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            write_summary(Path(config.hydra.sweep.dir), config.sweep.metric, config.sweep.mode)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = write_summary(sweep_dir, config.sweep.metric, config.sweep.mode)
+        plot_loss_curves(rows, sweep_dir / "summary.png")
+        log.info("Sweep summary: %s", sweep_dir / "summary.md")

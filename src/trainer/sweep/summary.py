@@ -1,0 +1,121 @@
+"""summary.csv and summary.md at a sweep's root: one row per job, the best one marked."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from trainer.run_dir import RunDirectory, write_text_atomic
+from trainer.sweep.metrics import best_index, metric_value
+
+# Overrides that say how a job ran rather than what it trained.
+HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.")
+
+
+@dataclass
+class JobRow:
+    job: str
+    overrides: str
+    status: str
+    final_loss: float | None
+    eval_loss: float | None
+    tokens_per_sec: float | None
+    runtime_sec: float | None
+    run_dir: str
+    best: bool = False
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The numbered job directories of a sweep, in job order."""
+    return sorted(
+        (path for path in sweep_dir.iterdir() if path.is_dir() and path.name.isdigit()), key=lambda p: int(p.name)
+    )
+
+
+def job_row(job_dir: Path, shared: set[str]) -> JobRow:
+    result = RunDirectory(job_dir).read_result()
+    if result is None:
+        status = "running"
+    else:
+        status = "completed" if result["success"] else f"failed ({result.get('error_type')})"
+    return JobRow(
+        job=job_dir.name,
+        overrides=" ".join(item for item in job_overrides(job_dir) if item not in shared),
+        status=status,
+        final_loss=metric_value(result, "final_loss"),
+        eval_loss=metric_value(result, "eval_loss"),
+        tokens_per_sec=metric_value(result, "tokens_per_sec"),
+        runtime_sec=result.get("runtime_sec") if result else None,
+        run_dir=str(job_dir),
+    )
+
+
+def job_overrides(job_dir: Path) -> list[str]:
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.is_file():
+        return []
+    overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) or []
+    return [item for item in overrides if not item.startswith(HIDDEN_OVERRIDE_PREFIXES)]
+
+
+def shared_overrides(dirs: list[Path]) -> list[str]:
+    """The overrides every job has: the sweep's fixed settings, as opposed to what it varies."""
+    per_job = [job_overrides(job_dir) for job_dir in dirs]
+    return [item for item in per_job[0] if all(item in overrides for overrides in per_job[1:])] if per_job else []
+
+
+def collect_rows(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
+    """One row per job; its `overrides` are those that set it apart from the other jobs."""
+    dirs = job_dirs(sweep_dir)
+    shared = set(shared_overrides(dirs)) if len(dirs) > 1 else set()
+    rows = [job_row(job_dir, shared) for job_dir in dirs]
+    best = best_index([getattr(row, metric) for row in rows], mode)
+    if best is not None:
+        rows[best].best = True
+    return rows
+
+
+def write_summary(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
+    """(Re)write summary.csv and summary.md from the job directories as they are now."""
+    rows = collect_rows(sweep_dir, metric, mode)
+    shared = shared_overrides(job_dirs(sweep_dir))
+    write_text_atomic(sweep_dir / "summary.csv", summary_csv(rows))
+    write_text_atomic(sweep_dir / "summary.md", summary_markdown(rows, shared, metric, mode))
+    return rows
+
+
+def summary_csv(rows: list[JobRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(field.name for field in fields(JobRow))
+    writer.writerows(astuple(row) for row in rows)
+    return buffer.getvalue()
+
+
+def summary_markdown(rows: list[JobRow], shared: list[str], metric: str, mode: str) -> str:
+    header = ["", "job", "overrides", "status", "final loss", "eval loss", "tokens/s", "runtime (s)", "run dir"]
+    common = f"Every job: `{' '.join(shared)}`\n\n" if shared and len(rows) > 1 else ""
+    lines = [
+        f"# Sweep summary\n\n{common}Best job by {metric} ({mode}) is marked with ★.\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        cells = [
+            "★" if row.best else "",
+            row.job,
+            f"`{row.overrides}`" if row.overrides else "",
+            row.status,
+            *(format_number(value) for value in (row.final_loss, row.eval_loss, row.tokens_per_sec, row.runtime_sec)),
+            row.run_dir,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
