@@ -18,7 +18,7 @@ SCHEMA_NAME = "trainer_schema"
 
 @dataclass
 class TinyModelConfig:
-    """Shape of the locally built Qwen3-architecture model used when `model.source=tiny`."""
+    """Shape of the locally built model (of family `model.architecture`) used when `model.source=tiny`."""
 
     hidden_size: int = 128
     num_hidden_layers: int = 2
@@ -33,6 +33,8 @@ class TinyModelConfig:
 @dataclass
 class ModelConfig:
     name: str = "tiny"
+    # The model family: builds the tiny model and picks LoRA's default target modules.
+    architecture: str = "qwen3"
     # "tiny": built from `tiny` and cached; "pretrained": loaded with from_pretrained(path).
     source: str = "tiny"
     path: str | None = None
@@ -41,6 +43,11 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
     # Where built tiny models are cached (keyed by their shape); "~" is expanded.
     cache_dir: str = "~/.cache/trainer"
+    # auto: the tokenizer's own template unless it has none or injects <think> blocks, then ChatML;
+    # chatml: always ChatML; tokenizer: always the tokenizer's own.
+    chat_template: str = "auto"
+    # The sequence length this model trains at by default (data.max_length follows it).
+    max_length: int = 512
 
 
 @dataclass
@@ -94,8 +101,25 @@ class TrainConfig:
     eval_steps: int = 50
     save_steps: int = 100
     save_total_limit: int = 2
-    optim: str = "adamw_torch"
+    optim: str = "adamw_torch_fused"
     dataloader_num_workers: int = 0
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+
+
+@dataclass
+class PeftConfig:
+    # none: full fine-tune | lora: low-rank adapters | qlora: lora over a 4-bit base (CUDA only).
+    method: str = "none"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # None: the architecture's default (every attention and MLP projection).
+    target_modules: list[str] | None = None
+    # Modules trained in full beside the adapters; None: the embeddings when the tokenizer gained tokens.
+    modules_to_save: list[str] | None = None
+    # lora/qlora: also write base + adapter merged into one full model (final_model/merged/).
+    merge_on_save: bool = False
 
 
 @dataclass
@@ -141,6 +165,7 @@ class TrainerConfig:
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42

@@ -17,10 +17,12 @@ from trainer.config import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.errors import UserError
 from trainer.job_isolation import isolated_job
+from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
+from trainer.monitoring.memory import peak_memory
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
 from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
@@ -91,7 +93,10 @@ class TrainerEngine:
         profile = build_profile(config.profile, config.seed)
         records = load_record_split(config.data, profile, config.seed)
         plan = plan_precision(config.precision.name)
-        model, tokenizer = load_model_and_tokenizer(config.model, plan.model_dtype)
+        quantize_4bit = config.peft.method == "qlora"
+        model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
+        model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
+        parameters = count_parameters(model)
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
         data = tokenize_split(
             records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
@@ -99,8 +104,12 @@ class TrainerEngine:
 
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
         runtime = trainer.train().metrics["train_runtime"]
+        memory = peak_memory()
         trainer.save_model(str(run_dir.final_model_dir))
-        return collect_result(trainer, run_dir, runtime, summary={"profile": profile.metadata(), **data.stats})
+        if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
+            save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
+        summary = {"profile": profile.metadata(), **data.stats, **parameters, **memory}
+        return collect_result(trainer, run_dir, runtime, summary=summary)
 
 
 def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summary: dict) -> TrainingResult:

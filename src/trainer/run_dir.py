@@ -52,6 +52,11 @@ class RunDirectory:
         return self.root / "tokenized"
 
     @property
+    def merged_model_dir(self) -> Path:
+        """Base + adapter as one full model, written when `peft.merge_on_save` is on."""
+        return self.final_model_dir / "merged"
+
+    @property
     def result_file(self) -> Path:
         return self.root / "result.json"
 

@@ -57,6 +57,8 @@ def build_training_arguments(
         optim=train.optim,
         dataloader_num_workers=train.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        activation_checkpointing=train.gradient_checkpointing,
+        torch_compile=train.torch_compile,
         bf16=plan.bf16,
         fp16=plan.fp16,
         # Without it, transformers refuses bf16 on a machine without a GPU instead of using the CPU.

@@ -5,12 +5,18 @@ Every problem is collected, so one run tells the user all there is to fix.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Collection
 from pathlib import Path
+
+import torch
 
 from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
 from trainer.errors import ConfigError
+from trainer.modeling.adapters import PEFT_METHODS
+from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
+from trainer.modeling.tiny import ARCHITECTURES
 from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
 from trainer.profiles import PROFILES
@@ -20,6 +26,7 @@ MODEL_SOURCES = ("tiny", "pretrained")
 PREVIEW_BACKENDS = ("none",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 
 
 def validate_config(config: TrainerConfig) -> None:
@@ -31,6 +38,7 @@ def validate_config(config: TrainerConfig) -> None:
         *train_problems(config),
         *monitoring_problems(config),
         *precision_problems(config.precision.name),
+        *peft_problems(config),
     ]
     if problems:
         raise ConfigError(problems)
@@ -40,12 +48,31 @@ def model_problems(config: TrainerConfig) -> list[str]:
     model = config.model
     if model.source not in MODEL_SOURCES:
         return [f"model.source={model.source} is unknown; choose one of {', '.join(MODEL_SOURCES)}"]
+    problems = positive("model", {"max_length": model.max_length})
+    if model.chat_template not in CHAT_TEMPLATE_MODES:
+        problems.append(
+            f"model.chat_template={model.chat_template} is unknown; choose one of {', '.join(CHAT_TEMPLATE_MODES)}"
+        )
     if model.source == "tiny":
-        return positive("model.tiny", vars(model.tiny), allow_zero={"init_seed"})
-    if not model.path:
-        return [f"model.path is required for model={model.name}: a local directory or a hub id"]
-    if looks_like_local_path(model.path) and not Path(model.path).expanduser().is_dir():
-        return [f"model.path={model.path} does not exist or is not a directory"]
+        if model.architecture not in ARCHITECTURES:
+            problems.append(
+                f"model.architecture={model.architecture} cannot be built as a tiny model; "
+                f"choose one of {', '.join(ARCHITECTURES)}"
+            )
+        return problems + positive("model.tiny", vars(model.tiny), allow_zero={"init_seed"})
+    return problems + pretrained_path_problems(model.name, model.path)
+
+
+def pretrained_path_problems(name: str, path: str | None) -> list[str]:
+    if not path:
+        return [f"model.path is required for model={name}: a local directory or a hub id"]
+    if not looks_like_local_path(path):
+        return []
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        return [f"model.path={path} does not exist or is not a directory"]
+    if not [file for pattern in WEIGHT_FILES for file in directory.glob(pattern)]:
+        return [f"model.path={path} holds no model weights (none of {', '.join(WEIGHT_FILES)})"]
     return []
 
 
@@ -135,6 +162,24 @@ def monitoring_problems(config: TrainerConfig) -> list[str]:
     problems += non_negative("monitoring", {"status_interval_sec": monitoring.status_interval_sec})
     if monitoring.loss_window < MIN_TREND_POINTS:
         problems.append(f"monitoring.loss_window must be >= {MIN_TREND_POINTS} (got {monitoring.loss_window})")
+    return problems
+
+
+def peft_problems(config: TrainerConfig) -> list[str]:
+    peft = config.peft
+    if peft.method not in PEFT_METHODS:
+        return [f"peft.method={peft.method} is unknown; choose one of {', '.join(PEFT_METHODS)}"]
+    if peft.method == "none":
+        return []
+    problems = positive("peft", {"r": peft.r, "alpha": peft.alpha})
+    if not 0.0 <= peft.dropout < 1.0:
+        problems.append(f"peft.dropout must be in [0, 1) (got {peft.dropout})")
+    if peft.target_modules == []:
+        problems.append("peft.target_modules must name at least one module, or be null for the architecture's default")
+    if peft.method == "qlora" and not torch.cuda.is_available():
+        problems.append("peft=qlora needs a CUDA GPU (bitsandbytes 4-bit kernels) and none is available; use peft=lora")
+    elif peft.method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("peft=qlora needs the bitsandbytes package: pip install 'trainer[qlora]'")
     return problems
 
 

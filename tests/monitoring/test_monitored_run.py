@@ -23,7 +23,14 @@ from trainer.monitoring.status import Alert, StatusReader
 
 pytestmark = pytest.mark.slow
 
-HPARAM_METRICS = ["hparams/final_train_loss", "hparams/eval_loss", "hparams/tokens_per_sec"]
+HPARAM_METRICS = [
+    "hparams/final_train_loss",
+    "hparams/eval_loss",
+    "hparams/tokens_per_sec",
+    "hparams/trainable_parameters",
+    "hparams/total_parameters",
+    "hparams/peak_memory_mib",
+]
 
 
 @dataclass
@@ -132,7 +139,7 @@ def test_hparams_hold_the_key_set_and_the_final_metrics(watched_run):
     events = tensorboard_events(run_dir)
     values, end_status, metric_tags = hparams_session(events)
     assert values == pytest.approx(run_hparams(config))
-    assert {"profile", "precision", "model", "learning_rate", "seed", "max_steps"} <= values.keys()
+    assert {"profile", "profile_version", "precision", "model", "peft", "learning_rate", "seed"} <= values.keys()
     assert end_status == api_pb2.STATUS_SUCCESS
     assert metric_tags == HPARAM_METRICS
     final = {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in metric_tags}
@@ -140,6 +147,9 @@ def test_hparams_hold_the_key_set_and_the_final_metrics(watched_run):
         "hparams/final_train_loss": [(12, pytest.approx(result["final_loss"]))],
         "hparams/eval_loss": [(12, pytest.approx(result["eval_loss"]))],
         "hparams/tokens_per_sec": [(12, pytest.approx(result["summary"]["tokens_per_sec"]))],
+        "hparams/trainable_parameters": [(12, result["summary"]["trainable_parameters"])],
+        "hparams/total_parameters": [(12, result["summary"]["total_parameters"])],
+        "hparams/peak_memory_mib": [(12, pytest.approx(result["summary"]["peak_memory_mib"]))],
     }
 
 

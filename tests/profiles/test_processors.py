@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from trainer.config import ProfileConfig, TinyModelConfig
+from trainer.config import ModelConfig, ProfileConfig
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.profiles import build_profile
 from trainer.profiles.emoji_think import STOP_EMOJIS
@@ -19,7 +19,7 @@ VOCAB = 16
 
 @pytest.fixture(scope="module")
 def tiny(model_cache):
-    location = tiny_model_dir(TinyModelConfig(), model_cache)
+    location = tiny_model_dir(ModelConfig(cache_dir=str(model_cache)))
     return AutoModelForCausalLM.from_pretrained(location).eval(), AutoTokenizer.from_pretrained(location)
 
 

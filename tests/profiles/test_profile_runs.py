@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from trainer.config import TinyModelConfig
+from trainer.config import ModelConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.tiny import tiny_model_dir
@@ -25,7 +25,7 @@ def tokenized_train_set(make_config, model_cache, tmp_path, profile_name: str):
     data.write_text("".join(json.dumps(record) + "\n" for record in RECORDS))
     config = make_config(f"profile={profile_name}", f"data.train={data}", f"data.validation={data}")
     profile = build_profile(config.profile, config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(TinyModelConfig(), model_cache))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(ModelConfig(cache_dir=str(model_cache))))
     records = load_record_split(config.data, profile, config.seed)
     system_prompt = profile.render_system_prompt(config.data.system_prompt)
     return tokenize_split(records, profile, system_prompt, tokenizer, config.data.max_length).train, tokenizer

@@ -18,16 +18,18 @@ log = logging.getLogger(__name__)
 
 def model_location(config: ModelConfig) -> str:
     if config.source == "tiny":
-        return str(tiny_model_dir(config.tiny, Path(config.cache_dir)))
+        return str(tiny_model_dir(config))
     assert config.path is not None, "validated: pretrained models have a path"
     return str(Path(config.path).expanduser()) if config.path.startswith("~") else config.path
 
 
 def load_model_and_tokenizer(
-    config: ModelConfig, dtype: torch.dtype
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    config: ModelConfig, dtype: torch.dtype, quantize_4bit: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[str]]:
+    """The model, its tokenizer with the chat template the run uses, and the tokens the tokenizer
+    gained for that template (the model's embeddings are grown to fit them)."""
     location = model_location(config)
-    log.info("Loading model %s from %s (%s)", config.name, location, str(dtype).removeprefix("torch."))
+    log.info("Loading model %s from %s (%s)", config.name, location, describe_weights(dtype, quantize_4bit))
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
@@ -35,8 +37,31 @@ def load_model_and_tokenizer(
             dtype=dtype,
             attn_implementation=config.attn_implementation,
             trust_remote_code=config.trust_remote_code,
+            **(four_bit_loading(dtype) if quantize_4bit else {}),
         )
     except OSError as error:
         raise UserError(f"model.path={location} could not be loaded: {error}") from error
-    ensure_chat_template(tokenizer)
-    return model, tokenizer
+    added_tokens = ensure_chat_template(tokenizer, config.chat_template)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer, added_tokens
+
+
+def describe_weights(dtype: torch.dtype, quantize_4bit: bool) -> str:
+    name = str(dtype).removeprefix("torch.")
+    return f"4-bit NF4, computing in {name}" if quantize_4bit else name
+
+
+def four_bit_loading(compute_dtype: torch.dtype) -> dict:
+    """from_pretrained arguments for a QLoRA base: NF4 weights with double quantization (the
+    QLoRA paper's recipe), placed on this process's GPU, since bitsandbytes kernels are CUDA only."""
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+    return {"quantization_config": quantization, "device_map": {"": PartialState().local_process_index}}

@@ -1,5 +1,5 @@
-"""The embedded default model: a tiny Qwen3-architecture model and a byte-level BPE tokenizer,
-both built locally and deterministically, then cached by their recipe so later runs reuse them."""
+"""The embedded default model: a tiny model of a given family (Qwen3 or Llama) and a byte-level BPE
+tokenizer, both built locally and deterministically, then cached by their recipe so later runs reuse them."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen3Config,
+)
 
-from trainer.config import TinyModelConfig
+from trainer.config import ModelConfig, TinyModelConfig
 from trainer.data.loading import SAMPLE_DATA
 from trainer.modeling.chat_template import CHATML_TEMPLATE
 
@@ -26,26 +33,28 @@ PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = [PAD, IM_START, IM_END, "<think>", "</think>"]
 # Bump when the recipe below changes, so stale cached models are not reused.
 RECIPE_VERSION = "1"
+# The families a tiny model can be built in: both take the same shape.
+ARCHITECTURES: dict[str, type[PretrainedConfig]] = {"qwen3": Qwen3Config, "llama": LlamaConfig}
 
 
-def tiny_model_dir(config: TinyModelConfig, cache_dir: Path) -> Path:
+def tiny_model_dir(config: ModelConfig) -> Path:
     """The cached tiny model for `config`, built first if it is not there yet."""
-    target = cache_dir.expanduser() / "tiny" / recipe_key(config)
+    target = Path(config.cache_dir).expanduser() / "tiny" / recipe_key(config.architecture, config.tiny)
     if not (target / "config.json").is_file():
-        build_tiny_model(config, target)
+        build_tiny_model(config.architecture, config.tiny, target)
     return target
 
 
-def recipe_key(config: TinyModelConfig) -> str:
-    recipe = json.dumps(asdict(config), sort_keys=True) + RECIPE_VERSION
+def recipe_key(architecture: str, config: TinyModelConfig) -> str:
+    recipe = json.dumps({"architecture": architecture, **asdict(config)}, sort_keys=True) + RECIPE_VERSION
     corpus = hashlib.sha256(SAMPLE_DATA.read_bytes()).hexdigest()
     return hashlib.sha256((recipe + corpus).encode()).hexdigest()[:16]
 
 
-def build_tiny_model(config: TinyModelConfig, target: Path) -> None:
-    log.info("Building the tiny model into %s", target)
+def build_tiny_model(architecture: str, config: TinyModelConfig, target: Path) -> None:
+    log.info("Building the tiny %s model into %s", architecture, target)
     tokenizer = build_tokenizer(config.vocab_size)
-    model = build_model(config, tokenizer)
+    model = build_model(architecture, config, tokenizer)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build aside and rename: a concurrent or interrupted build never leaves a half-written model.
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
@@ -87,8 +96,8 @@ def sample_corpus() -> list[str]:
     return texts
 
 
-def build_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen3ForCausalLM:
-    model_config = Qwen3Config(
+def build_model(architecture: str, config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    model_config = ARCHITECTURES[architecture](
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
         num_hidden_layers=config.num_hidden_layers,
@@ -105,4 +114,4 @@ def build_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> 
     # A private RNG stream: building the model never shifts the training seed's stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.init_seed)
-        return Qwen3ForCausalLM(model_config)
+        return AutoModelForCausalLM.from_config(model_config)

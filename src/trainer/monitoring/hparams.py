@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.config import TrainerConfig
+from trainer.profiles import PROFILES
 from trainer.result import TrainingResult
 
 HParamValue = str | int | float | bool
@@ -22,6 +23,7 @@ def run_hparams(config: TrainerConfig) -> dict[str, HParamValue]:
     """The one key set every run reports. A new hyper-parameter to compare is one line here."""
     return {
         "profile": config.profile.name,
+        "profile_version": PROFILES[config.profile.name].version,
         "precision": config.precision.name,
         "model": config.model.name,
         "data": config.data.train or "sample",
@@ -31,6 +33,7 @@ def run_hparams(config: TrainerConfig) -> dict[str, HParamValue]:
         "gradient_accumulation_steps": config.train.gradient_accumulation_steps,
         "max_steps": config.train.max_steps,
         "max_length": config.data.max_length,
+        "peft": config.peft.method,
         "seed": config.seed,
     }
 
@@ -41,6 +44,9 @@ def final_metrics(result: TrainingResult) -> dict[str, float | None]:
         "hparams/final_train_loss": result.final_loss,
         "hparams/eval_loss": result.eval_loss,
         "hparams/tokens_per_sec": result.summary.get("tokens_per_sec"),
+        "hparams/trainable_parameters": result.summary.get("trainable_parameters"),
+        "hparams/total_parameters": result.summary.get("total_parameters"),
+        "hparams/peak_memory_mib": result.summary.get("peak_memory_mib"),
     }
 
 
