@@ -50,7 +50,7 @@ def bench_config(output_dir: Path, steps: int, logging_steps: int) -> TrainerCon
 def tokenized_data(config: TrainerConfig) -> TokenizedData:
     profile = build_profile(config.profile, config.seed)
     records = load_record_split(config.data, profile, config.seed)
-    _, tokenizer = load_model_and_tokenizer(config.model, plan_precision(config.precision.name).model_dtype)
+    _, tokenizer, _ = load_model_and_tokenizer(config.model, plan_precision(config.precision.name).model_dtype)
     return tokenize_split(records, profile, profile.render_system_prompt(None), tokenizer, config.data.max_length)
 
 
@@ -86,7 +86,7 @@ class HookTimer:
 def measure(config: TrainerConfig, data: TokenizedData, monitoring: bool) -> Speed:
     set_seed(config.seed)
     plan = plan_precision(config.precision.name)
-    model, tokenizer = load_model_and_tokenizer(config.model, plan.model_dtype)
+    model, tokenizer, _ = load_model_and_tokenizer(config.model, plan.model_dtype)
     run_dir = RunDirectory(Path(config.run.output_dir))
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
     trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)

@@ -57,7 +57,7 @@ def training_data(tokenizer, chats: int) -> Dataset:
 
 def run(packing: bool, tokenizer, data: Dataset, batch: int, steps: int, device: str) -> tuple[float, int, list[float]]:
     """(seconds, real tokens, per-step losses) of `steps` optimizer steps."""
-    model = build_model(SHAPE, tokenizer)
+    model = build_model("qwen3", SHAPE, tokenizer)
     extra = (
         batching(TrainerConfig(data=DataConfig(packing=True)), model, tokenizer)
         if packing

@@ -15,6 +15,7 @@ from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer, model_location
+from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision
 from trainer.profiles import build_profile
 from trainer.run_dir import RunDirectory
@@ -50,7 +51,8 @@ def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTrai
     profile = build_profile(config.profile, config.seed)
     records = load_record_split(config.data, profile, config.seed)
     data = tokenize_split(records, profile, profile.render_system_prompt(), tokenizer, config.data.max_length)
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan)
+    status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
+    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
     trainer.train()
     trainer.save_model(str(run_dir.final_model_dir))
     save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)

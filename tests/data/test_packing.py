@@ -39,7 +39,7 @@ def features(tokenizer) -> list[dict[str, list[int]]]:
 
 @pytest.fixture
 def model(tokenizer):
-    return build_model(TinyModelConfig(), tokenizer).eval()
+    return build_model("qwen3", TinyModelConfig(), tokenizer).eval()
 
 
 def summed_loss_one_by_one(model, features) -> torch.Tensor:
@@ -82,8 +82,8 @@ def test_logits_are_kept_only_where_a_label_follows(features):
 def test_per_example_attention_leaves_padded_batches_as_sdpa_computes_them(tokenizer, features):
     padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)(features)
     inputs = {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}
-    sdpa = build_model(TinyModelConfig(), tokenizer).eval()
-    per_example = build_model(TinyModelConfig(), tokenizer).eval()
+    sdpa = build_model("qwen3", TinyModelConfig(), tokenizer).eval()
+    per_example = build_model("qwen3", TinyModelConfig(), tokenizer).eval()
     use_per_example_attention(per_example)
     with torch.no_grad():
         real = padded["attention_mask"].bool()
