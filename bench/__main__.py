@@ -1,0 +1,194 @@
+"""`python -m bench`: trainer against a plain transformers script and TRL, side by side, and the CPU limit.
+
+Every contender trains the same tiny Qwen3 shape (hidden 256, 4 layers) from the same weights on
+the same variable-length chats, with the same batch, steps and seed. One round runs each once,
+back to back, in an order that rotates every round, so drift of a shared machine hits all alike;
+ratios are taken within rounds. Prints medians with (low..high) over rounds, the ratios against
+their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
+
+    PYTHONPATH=src python -m bench [--rounds 3] [--steps 30] [--threads 1]
+    PYTHONPATH=src python -m bench --gpu      # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+
+from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
+from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
+from bench.report import Spread, Target, per_round_ratios, results_markdown
+from bench.workload import Workload, engine_config, tokenized_data, write_chats
+from trainer.config import ModelConfig
+from trainer.modeling.tiny import tiny_model_dir
+from trainer.run_dir import write_json_atomic, write_text_atomic
+
+BENCH_DIR = Path(__file__).parent
+CONTENDERS = ("plain", "trainer", "trainer_packed", "trl", "trl_padding_free")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--chats", type=int, default=384)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads; 1 keeps ratios steady on a shared machine"
+    )
+    parser.add_argument("--gpu", action="store_true", help="the CUDA variant (bench/gpu.py) instead")
+    parser.add_argument("--gpu-steps", type=int, default=30)
+    options = parser.parse_args()
+    quiet_logs()
+    if options.gpu:
+        from bench.gpu import run_gpu_benchmark
+
+        run_gpu_benchmark(options.gpu_steps, BENCH_DIR / "results")
+        return
+    torch.set_num_threads(options.threads)
+    workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        report = run_cpu_benchmark(workload, options.rounds, Path(workdir))
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    write_json_atomic(BENCH_DIR / "results" / f"{stamp}.json", report)
+    write_text_atomic(BENCH_DIR / "RESULTS.md", report["markdown"])
+    print(f"\nwrote bench/results/{stamp}.json and bench/RESULTS.md")
+
+
+def quiet_logs() -> None:
+    """Warnings only on the console; runs still log everything to their own trainer.log."""
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, handlers=[console])
+    # Loading and saving bars would bury the results (the trainer runs' own training bar stays, on stderr).
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run_cpu_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
+    started = time.perf_counter()
+    model_cache = workdir / "models"
+    write_chats(workdir / "chats.jsonl", workload.chats)
+    config = engine_config(workload, workdir, model_cache)
+    packed = replace(config, data=replace(config.data, packing=True))
+    data = tokenized_data(config)
+    parameters = parameter_count(load_plain_model(config)[0])
+    contenders = {
+        "plain": lambda: run_plain_transformers(config, data),
+        "trainer": lambda: run_trainer(config),
+        "trainer_packed": lambda: run_trainer(packed),
+        "trl": lambda: run_trl(config, data, padding_free=False),
+        "trl_padding_free": lambda: run_trl(config, data, padding_free=True),
+    }
+    describe_workload(workload, data, parameters)
+    warm_up(contenders, workload, workdir, model_cache)
+
+    runs: dict[str, list[Run]] = {name: [] for name in contenders}
+    for round_number in range(rounds):
+        order = CONTENDERS[round_number % len(CONTENDERS) :] + CONTENDERS[: round_number % len(CONTENDERS)]
+        for name in order:
+            run = contenders[name]()
+            runs[name].append(run)
+            print(f"round {round_number + 1} {name:17} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
+    ceiling = max(matmul_gflops(), matmul_gflops())
+    cli = measure_cli(workdir, model_cache)
+    return summarize(workload, runs, parameters, ceiling, cli, time.perf_counter() - started)
+
+
+def describe_workload(workload: Workload, data, parameters: int) -> None:
+    lengths = sorted(map(len, data.train["input_ids"]))
+    print(
+        f"{len(lengths)} chats of {lengths[0]}..{lengths[-1]} tokens (median {lengths[len(lengths) // 2]}); "
+        f"tiny qwen3 hidden 256 x 4 layers, {parameters / 1e6:.2f}M parameters; batch {workload.batch}, "
+        f"{workload.steps} steps, seed {workload.seed}; {torch.get_num_threads()} torch threads",
+        flush=True,
+    )
+
+
+def warm_up(contenders: dict, workload: Workload, workdir: Path, model_cache: Path) -> None:
+    """Three steps of each contender, not counted: one-time costs (imports, kernel set-up for new
+    shapes) fall on none of the measured runs."""
+    short = replace(workload, steps=3)
+    config = engine_config(short, workdir, model_cache)
+    data = tokenized_data(config)
+    run_plain_transformers(config, data)
+    run_trainer(config)
+    run_trainer(replace(config, data=replace(config.data, packing=True)))
+    run_trl(config, data, padding_free=False)
+    run_trl(config, data, padding_free=True)
+
+
+def measure_cli(workdir: Path, model_cache: Path) -> dict[str, float]:
+    tiny_model_dir(ModelConfig(cache_dir=str(model_cache)))  # built once, as after a user's first run
+    cache = f"model.cache_dir={model_cache}"
+    return {
+        "help_sec": cli_seconds(["--help"], workdir),
+        "cfg_job_sec": cli_seconds([cache, "--cfg", "job"], workdir),
+        "first_step_sec": seconds_to_first_step([cache, f"hydra.run.dir={workdir / 'default-run'}"], workdir),
+    }
+
+
+def summarize(
+    workload: Workload, runs: dict[str, list[Run]], parameters: int, ceiling: float, cli: dict, seconds: float
+) -> dict:
+    speeds = {name: [run.tokens_per_sec for run in series] for name, series in runs.items()}
+    best_trl = max(("trl", "trl_padding_free"), key=lambda name: Spread.of(speeds[name]).median)
+    share = {name: Spread.of([model_gflops(parameters, speed) / ceiling for speed in series]) for name, series in speeds.items()}  # fmt: skip
+    targets = [
+        Target("1. trainer / plain transformers (overhead)", per_round_ratios(speeds["trainer"], speeds["plain"]), 0.97),
+        Target("2. trainer packed / plain transformers", per_round_ratios(speeds["trainer_packed"], speeds["plain"]), 1.3),
+        Target(f"3. trainer packed / TRL ({best_trl})", per_round_ratios(speeds["trainer_packed"], speeds[best_trl]), 1.3),
+        Target("4. python -m trainer --help", Spread.of([cli["help_sec"]]), 1.0, at_least=False, unit=" s"),
+        Target("4. python -m trainer --cfg job", Spread.of([cli["cfg_job_sec"]]), 1.0, at_least=False, unit=" s"),
+        Target("5. trainer packed: 6*N*tokens/s / matmul peak", share["trainer_packed"], 0.45, unit=""),
+    ]  # fmt: skip
+    losses_gap = max(
+        abs(a - b) for trainer, plain in zip(runs["trainer"], runs["plain"], strict=True)
+        for a, b in zip(trainer.losses, plain.losses, strict=True)
+    )  # fmt: skip
+    rows = [
+        *[(f"{name} real tokens/s", Spread.of(speeds[name]).show()) for name in CONTENDERS],
+        *[(f"{name} 6*N*tokens/s / matmul peak", share[name].show(2)) for name in CONTENDERS],
+        ("TRL (best) / plain transformers", per_round_ratios(speeds[best_trl], speeds["plain"]).show(2) + "x"),
+        ("fp32 matmul 2048^3", f"{ceiling:.1f} GFLOP/s"),
+        ("start to first optimizer step, default run", f"{cli['first_step_sec']:.2f} s"),
+        ("largest per-step loss gap, trainer vs plain", f"{losses_gap:.1e}"),
+        ("benchmark wall time", f"{seconds / 60:.1f} min"),
+    ]
+    header = (
+        f"Run on {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}; tiny qwen3 hidden 256 x 4 layers "
+        f"({parameters / 1e6:.2f}M parameters), {workload.chats} chats, batch {workload.batch}, {workload.steps} steps, "
+        f"{len(runs['plain'])} rounds."
+    )
+    print()
+    for name, value in rows:
+        print(f"{name}: {value}")
+    for target in targets:
+        print(target.show())
+    return {
+        "workload": asdict(workload),
+        "threads": torch.get_num_threads(),
+        "parameters": parameters,
+        "matmul_gflops": ceiling,
+        "cli": cli,
+        "runs": {name: [asdict(run) for run in series] for name, series in runs.items()},
+        "targets": [target.to_dict() for target in targets],
+        "loss_gap_trainer_vs_plain": losses_gap,
+        "wall_sec": seconds,
+        "markdown": results_markdown(header, rows, targets),
+    }
+
+
+if __name__ == "__main__":
+    main()
