@@ -7,7 +7,8 @@ ratios are taken within rounds. Prints medians with (low..high) over rounds, the
 their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
 
     PYTHONPATH=src python -m bench [--rounds 3] [--steps 30] [--threads 1]
-    PYTHONPATH=src python -m bench --gpu      # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
+    PYTHONPATH=src python -m bench --gpu         # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
+    PYTHONPATH=src python -m bench --monitoring  # what trainer's monitoring costs, on vs off
 """
 
 from __future__ import annotations
@@ -48,21 +49,28 @@ def main() -> None:
     )
     parser.add_argument("--gpu", action="store_true", help="the CUDA variant (bench/gpu.py) instead")
     parser.add_argument("--gpu-steps", type=int, default=30)
+    parser.add_argument("--monitoring", action="store_true", help="monitoring on vs off (bench/monitoring.py) instead")
     options = parser.parse_args()
     quiet_logs()
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     if options.gpu:
         from bench.gpu import run_gpu_benchmark
 
-        run_gpu_benchmark(options.gpu_steps, BENCH_DIR / "results")
-        return
-    torch.set_num_threads(options.threads)
-    workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        report = run_cpu_benchmark(workload, options.rounds, Path(workdir))
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    write_json_atomic(BENCH_DIR / "results" / f"{stamp}.json", report)
-    write_text_atomic(BENCH_DIR / "RESULTS.md", report["markdown"])
-    print(f"\nwrote bench/results/{stamp}.json and bench/RESULTS.md")
+        report, name = run_gpu_benchmark(options.gpu_steps), f"gpu-{stamp}"
+    else:
+        torch.set_num_threads(options.threads)
+        workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            if options.monitoring:
+                from bench.monitoring import run_monitoring_benchmark
+
+                report, name = run_monitoring_benchmark(workload, options.rounds, Path(workdir)), f"monitoring-{stamp}"
+            else:
+                report, name = run_cpu_benchmark(workload, options.rounds, Path(workdir)), stamp
+                write_text_atomic(BENCH_DIR / "RESULTS.md", report["markdown"])
+                print("\nwrote bench/RESULTS.md")
+    write_json_atomic(BENCH_DIR / "results" / f"{name}.json", report)
+    print(f"wrote bench/results/{name}.json")
 
 
 def quiet_logs() -> None:

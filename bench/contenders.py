@@ -82,7 +82,8 @@ def plain_arguments(config: TrainerConfig, output_dir: str) -> dict:
         "gradient_accumulation_steps": train.gradient_accumulation_steps,
         "max_steps": train.max_steps,
         "optim": train.optim,
-        "logging_steps": 1,
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,
         "save_strategy": "no",
         "report_to": "none",
         "seed": config.seed,
@@ -119,7 +120,7 @@ def run_trl(config: TrainerConfig, data: TokenizedData, padding_free: bool) -> R
             padding_free=padding_free,
             # The data is already truncated to data.max_length (TRL refuses to truncate padding-free batches).
             max_length=None if padding_free else config.data.max_length,
-            gradient_checkpointing=False,
+            activation_checkpointing=False,
             bf16=False,
         )
         trainer = SFTTrainer(model=model, args=arguments, train_dataset=data.train, processing_class=tokenizer)

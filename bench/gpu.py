@@ -27,7 +27,7 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.tiny import build_tokenizer
 from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.run_dir import RunDirectory
 from trainer.training import build_hf_trainer
 
 SEQUENCE_LENGTH = 2048
@@ -84,7 +84,7 @@ def bf16_peak_tflops(device_name: str) -> float | None:
     return next((peak for name, peak in BF16_PEAK_TFLOPS.items() if name in device_name), None)
 
 
-def run_gpu_benchmark(steps: int, results_dir: Path) -> dict:
+def run_gpu_benchmark(steps: int) -> dict:
     if not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device; none is visible")
     torch.manual_seed(0)
@@ -134,5 +134,4 @@ def run_gpu_benchmark(steps: int, results_dir: Path) -> dict:
         f"batch {BATCH}: {tokens_per_sec:,.0f} tokens/s = {achieved:.1f} TFLOP/s (6*N*tokens/s)"
         + (f", MFU {achieved / peak:.1%} of {peak:g} TFLOP/s" if peak else ", bf16 peak unknown for this device")
     )
-    write_json_atomic(results_dir / f"gpu-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json", report)
     return report

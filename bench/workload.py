@@ -33,6 +33,8 @@ class Workload:
     steps: int = 30
     seed: int = 42
     learning_rate: float = 1e-3
+    # The product's default: logging every step would add a TensorBoard write per step to trainer's side.
+    logging_steps: int = 10
 
 
 def chat(rng: random.Random) -> dict:
@@ -68,7 +70,7 @@ def engine_config(workload: Workload, workdir: Path, model_cache: Path, packing:
             learning_rate=workload.learning_rate,
             per_device_train_batch_size=workload.batch,
             max_steps=steps,
-            logging_steps=1,
+            logging_steps=workload.logging_steps,
             eval_steps=steps + 1,
             save_steps=steps + 1,
         ),
