@@ -69,7 +69,8 @@ def load_plain_model(config: TrainerConfig) -> tuple[PreTrainedModel, AutoTokeni
 
 def plain_arguments(config: TrainerConfig, output_dir: str) -> dict:
     """TrainingArguments a plain script would write for the same run: the same optimizer,
-    schedule, batch, steps, seed and logging; no checkpoints, no reporting."""
+    schedule, batch, steps, seed, logging and checkpoints (transformers saves one at the last
+    step, inside the timed loop, as it does for trainer); no reporting."""
     train = config.train
     return {
         "output_dir": output_dir,
@@ -84,7 +85,8 @@ def plain_arguments(config: TrainerConfig, output_dir: str) -> dict:
         "optim": train.optim,
         "logging_steps": train.logging_steps,
         "logging_first_step": True,
-        "save_strategy": "no",
+        "save_steps": train.save_steps,
+        "save_total_limit": train.save_total_limit,
         "report_to": "none",
         "seed": config.seed,
         "data_seed": config.seed,
