@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -11,9 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer.config import register_schema, to_trainer_config
+from trainer.config import TrainerConfig, register_schema, to_trainer_config
+from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
 from trainer.errors import ConfigError
-from trainer.result import EXIT_USER_ERROR
+from trainer.result import EXIT_USER_ERROR, TrainingResult
 from trainer.sweep.metrics import objective
 
 log = logging.getLogger("trainer")
@@ -30,6 +34,10 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
+    rank = LaunchedRank.from_environment(os.environ)
+    # First of all: the other ranks wait for it before their Hydra starts.
+    publish_run_dir(rank, HydraConfig.get().runtime.output_dir)
+    quiet_console_of_other_ranks(rank)
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
@@ -38,12 +46,30 @@ def run(cfg: DictConfig) -> float:
 
     from trainer.sweep.jobs import run_or_reuse
 
-    result = run_or_reuse(config)
+    result = run_or_reuse(config, job_runner(config, rank))
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on.
     if not result.success and (HydraConfig.get().mode == RunMode.RUN or config.sweep.fail_fast):
         sys.exit(result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
+
+
+def quiet_console_of_other_ranks(rank: LaunchedRank | None) -> None:
+    """Rank 0 speaks for the job on the console; the others write their INFO lines to their own
+    trainer.rankN.log only, and to the console just their warnings and errors."""
+    if rank is not None and rank.rank != 0:
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
+
+
+def job_runner(config: TrainerConfig, rank: LaunchedRank | None) -> Callable[[TrainerConfig], TrainingResult] | None:
+    """torchrun for a job of several processes that no launcher has started yet; None: this process."""
+    if config.distributed.nproc_per_node <= 1 or rank is not None:
+        return None
+    from trainer.distributed.launch import run_under_torchrun
+
+    hydra = HydraConfig.get()
+    return partial(run_under_torchrun, overrides=list(hydra.overrides.task), config_name=hydra.job.config_name)
 
 
 def main() -> None:
@@ -52,6 +78,12 @@ def main() -> None:
         from trainer.status import main as show_status
 
         sys.exit(show_status(sys.argv[2:]))
+    try:
+        # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
+        sys.argv += rank_overrides(LaunchedRank.from_environment(os.environ), sys.argv[1:])
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     run()
 
 

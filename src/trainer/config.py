@@ -151,6 +151,35 @@ class SweepConfig:
 
 
 @dataclass
+class FsdpConfig:
+    """FSDP2 settings, handed to the HF Trainer's own `fsdp_config`."""
+
+    # True: parameters are re-sharded after forward (least memory, ZeRO-3-like); False: kept
+    # gathered until backward (no second all-gather, more memory, ZeRO-2-like).
+    reshard_after_forward: bool = True
+    # Parameters and gradients live in CPU memory between uses: fits larger models, much slower.
+    cpu_offload: bool = False
+    # FSDP's own activation checkpointing (prefer it to train.gradient_checkpointing under FSDP).
+    activation_checkpointing: bool = False
+    # FULL_STATE_DICT: one loadable checkpoint | SHARDED_STATE_DICT: one file per rank, faster saves.
+    state_dict_type: str = "FULL_STATE_DICT"
+
+
+@dataclass
+class DistributedConfig:
+    # Processes the job starts with torchrun on this machine; 1: none (the job runs in this process,
+    # or under the torchrun/accelerate that started it).
+    nproc_per_node: int = 1
+    # ddp: a full replica per process | fsdp: parameters, gradients and optimizer state sharded.
+    strategy: str = "ddp"
+    # None: nccl on CUDA, gloo on CPU.
+    backend: str | None = None
+    fsdp: FsdpConfig = field(default_factory=FsdpConfig)
+    # A DeepSpeed JSON config (optional; needs `pip install deepspeed`); replaces `strategy`.
+    deepspeed: str | None = None
+
+
+@dataclass
 class RunConfig:
     # The run directory; Hydra fills it with its timestamped run/sweep dir.
     output_dir: str = MISSING
@@ -168,6 +197,7 @@ class TrainerConfig:
     peft: PeftConfig = field(default_factory=PeftConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 42
 
 

@@ -10,11 +10,14 @@ import logging
 import time
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
 from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from trainer.config import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
 from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
@@ -39,12 +42,16 @@ class TrainerEngine:
     def run_job(self, config: TrainerConfig) -> TrainingResult:
         """Run one training job; every outcome, failures included, is returned and written to
         result.json in the run directory."""
+        # One process of a torchrun/accelerate launch, or the only one; rank 0 owns the run's files.
+        process = PartialState(cpu=not torch.cuda.is_available(), backend=config.distributed.backend)
         run_dir = RunDirectory(Path(config.run.output_dir))
         run_dir.create()
-        status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
+        status = StatusWriter(
+            run_dir.status_file, config.monitoring.status_interval_sec, enabled=process.is_main_process
+        )
         status.mark_idle()
         started = time.monotonic()
-        with isolated_job(), capture_run_log(run_dir.log_file):
+        with isolated_job(), capture_run_log(run_dir.log_file_of(process.process_index)):
             try:
                 result = self.train(config, run_dir, status)
             except NonFiniteLossError as error:
@@ -64,7 +71,8 @@ class TrainerEngine:
                     success=False, error_message=f"{type(error).__name__}: {error}", error_type=type(error).__name__
                 )
             result.runtime_sec = round(time.monotonic() - started, 3)
-            write_json_atomic(run_dir.result_file, result.to_dict())
+            if status.enabled:
+                write_json_atomic(run_dir.result_file, result.to_dict())
             if config.monitoring.tensorboard and status.enabled:
                 write_run_hparams(run_dir.tensorboard_dir, config, result)
             if result.success:
@@ -87,7 +95,8 @@ class TrainerEngine:
         if warning := precision_warning(config.precision.name):
             log.warning(warning)
         route_transformers_logs(config.monitoring.transformers_log_level)
-        write_json_atomic(run_dir.env_file, describe_environment())
+        if status.enabled:
+            write_json_atomic(run_dir.env_file, describe_environment())
         set_seed(config.seed)
 
         profile = build_profile(config.profile, config.seed)
@@ -98,14 +107,17 @@ class TrainerEngine:
         model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
         parameters = count_parameters(model)
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
-        data = tokenize_split(
-            records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
-        )
+        # Rank 0 tokenizes into the run's cache; the other ranks then read it back.
+        with PartialState().main_process_first():
+            data = tokenize_split(
+                records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
+            )
 
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
         runtime = trainer.train().metrics["train_runtime"]
         memory = peak_memory()
         trainer.save_model(str(run_dir.final_model_dir))
+        log_replica_checksum(trainer)
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
             save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
         summary = {"profile": profile.metadata(), **data.stats, **parameters, **memory}

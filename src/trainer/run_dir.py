@@ -35,6 +35,10 @@ class RunDirectory:
     def log_file(self) -> Path:
         return self.root / "trainer.log"
 
+    def log_file_of(self, rank: int) -> Path:
+        """trainer.log for rank 0 (the only one of a single process); trainer.rankN.log for the others."""
+        return self.log_file if rank == 0 else self.root / f"trainer.rank{rank}.log"
+
     @property
     def tensorboard_dir(self) -> Path:
         return self.root / "tensorboard"

@@ -16,6 +16,7 @@ from trainer.config import TrainerConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
+from trainer.distributed.strategy import distributed_arguments
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
@@ -76,6 +77,7 @@ def build_training_arguments(
         include_num_input_tokens_seen="non_padding",
         # TensorBoard is added as a callback pinned to the run dir; no other integration reports.
         report_to="none",
+        **distributed_arguments(config.distributed),
     )
 
 

@@ -13,6 +13,7 @@ import torch
 
 from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
+from trainer.distributed.strategy import distributed_problems
 from trainer.errors import ConfigError
 from trainer.modeling.adapters import PEFT_METHODS
 from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
@@ -39,6 +40,7 @@ def validate_config(config: TrainerConfig) -> None:
         *monitoring_problems(config),
         *precision_problems(config.precision.name),
         *peft_problems(config),
+        *distributed_problems(config.distributed),
     ]
     if problems:
         raise ConfigError(problems)
