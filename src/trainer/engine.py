@@ -103,7 +103,9 @@ class TrainerEngine:
         records = load_record_split(config.data, profile, config.seed)
         plan = plan_precision(config.precision.name)
         quantize_4bit = config.peft.method == "qlora"
-        model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
+        # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
+        with PartialState().main_process_first():
+            model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
         model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
         parameters = count_parameters(model)
         system_prompt = profile.render_system_prompt(config.data.system_prompt)

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("ddp", "fsdp")
 BACKENDS = ("nccl", "gloo")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+# A parameter's bits read as integers of its own width (fp32 -> int32, bf16/fp16 -> int16).
+INTEGER_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# Elements summed at once: bounds the int64 copy the sum makes of a large embedding.
+CHECKSUM_CHUNK = 1 << 24
 
 
 def distributed_arguments(config: DistributedConfig) -> dict[str, Any]:
@@ -72,13 +76,15 @@ def distributed_problems(config: DistributedConfig) -> list[str]:
 
 def parameter_checksum(model: nn.Module) -> str:
     """A digest of the parameters this process holds: equal on every rank of a DDP run, so a
-    rank whose weights drifted shows in its log."""
+    rank whose weights drifted shows in its log. It sums each tensor's bit patterns as integers,
+    on its device and in bounded chunks: exact and independent of the summation order, unlike
+    a float sum, so it also matches the saved model loaded elsewhere."""
     digest = hashlib.sha256()
     with torch.no_grad():
         for name, parameter in sorted(model.named_parameters()):
-            digest.update(name.encode())
-            digest.update(parameter.detach().float().sum().double().cpu().numpy().tobytes())
-            digest.update(parameter.detach().float().abs().sum().double().cpu().numpy().tobytes())
+            bits = parameter.detach().reshape(-1).view(INTEGER_OF_SIZE[parameter.element_size()])
+            total = sum(int(chunk.sum(dtype=torch.int64)) for chunk in bits.split(CHECKSUM_CHUNK))
+            digest.update(f"{name}:{total};".encode())
     return digest.hexdigest()[:16]
 
 
