@@ -1,7 +1,7 @@
 """`distributed.nproc_per_node=N`: the job starts torchrun itself (the way LLaMA-Factory re-launches
 under torchrun) with N processes on this machine, all writing into this job's run directory, so a
-`--multirun` sweep of multi-process jobs is a sweep like any other. No torch import here: the
-parent process only waits for torchrun and reads the job's result.json."""
+`--multirun` sweep of multi-process jobs is a sweep like any other. The parent process validates
+the config, waits for torchrun and reads the job's result.json; it never trains or touches a GPU."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 from trainer.config import TrainerConfig
 from trainer.distributed.run_dir import hydra_override
+from trainer.errors import ConfigError
 from trainer.result import TrainingResult
-from trainer.run_dir import RunDirectory
+from trainer.run_dir import RunDirectory, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,30 @@ def torchrun_command(config: TrainerConfig, overrides: list[str], config_name: s
 
 def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name: str) -> TrainingResult:
     """Run the job in `nproc_per_node` processes and return the result its rank 0 wrote."""
+    from trainer.validation import validate_config
+
     run_dir = RunDirectory(Path(config.run.output_dir))
     # A result left by an earlier attempt must not pass for this one's.
     run_dir.result_file.unlink(missing_ok=True)
+    try:
+        # Here, once: a config mistake is one line, not one per rank plus torchrun's own report.
+        validate_config(config)
+    except ConfigError as error:
+        log.error("%s", error)
+        return record(
+            run_dir,
+            TrainingResult(success=False, error_message=str(error), error_type=error.error_type, user_error=True),
+        )
     command = torchrun_command(config, overrides, config_name)
     log.info("Starting %d processes with torchrun: %s", config.distributed.nproc_per_node, " ".join(command))
     completed = subprocess.run(command, check=False)
     if (result := run_dir.read_result()) is not None:
         return TrainingResult(**result)
-    return TrainingResult(
-        success=False,
-        error_message=f"torchrun exited with status {completed.returncode} before rank 0 wrote {run_dir.result_file}",
-        error_type="launch_failed",
-    )
+    message = f"torchrun exited with status {completed.returncode} before rank 0 wrote {run_dir.result_file}"
+    return record(run_dir, TrainingResult(success=False, error_message=message, error_type="launch_failed"))
+
+
+def record(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
+    """result.json for an outcome no rank got to write, as the engine writes one for every other."""
+    write_json_atomic(run_dir.result_file, result.to_dict())
+    return result
