@@ -12,8 +12,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainer.config import register_schema, to_trainer_config
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, UserError
 from trainer.result import EXIT_USER_ERROR
+from trainer.resume import resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 
 log = logging.getLogger("trainer")
@@ -30,18 +31,21 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
+    hydra_config = HydraConfig.get()
+    if cfg.run.resume and hydra_config.mode == RunMode.RUN:
+        cfg = resumed_config(Path(cfg.run.output_dir), list(hydra_config.overrides.task))
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
         log.error("%s", error)
         sys.exit(EXIT_USER_ERROR)
 
-    from trainer.sweep.jobs import run_or_reuse
+    from trainer.engine import TrainerEngine
 
-    result = run_or_reuse(config)
+    result = TrainerEngine().run_job(config)
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on.
-    if not result.success and (HydraConfig.get().mode == RunMode.RUN or config.sweep.fail_fast):
+    if not result.success and (hydra_config.mode == RunMode.RUN or config.sweep.fail_fast):
         sys.exit(result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
 
@@ -52,6 +56,11 @@ def main() -> None:
         from trainer.status import main as show_status
 
         sys.exit(show_status(sys.argv[2:]))
+    try:
+        sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
+    except UserError as error:
+        print(error, file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     run()
 
 

@@ -146,14 +146,15 @@ class SweepConfig:
     mode: str = "min"
     # Stop a sweep at its first failed job instead of recording it and going on.
     fail_fast: bool = False
-    # Reuse the result of a job whose directory already holds a successful result.json (resume).
-    skip_completed: bool = False
 
 
 @dataclass
 class RunConfig:
     # The run directory; Hydra fills it with its timestamped run/sweep dir.
     output_dir: str = MISSING
+    # Continue the run in output_dir: a completed run is returned as it is, any other resumes from
+    # its newest complete checkpoint (or starts). Set by `resume=DIR` and by sweep resumes.
+    resume: bool = False
 
 
 @dataclass
@@ -182,7 +183,7 @@ def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
     """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
     if unknown := unknown_keys(cfg, TrainerConfig):
         raise ConfigError([f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown])
-    config = OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
     assert isinstance(config, TrainerConfig)
     return config
 

@@ -18,8 +18,8 @@ from typing import Any
 from trainer.errors import UserError
 from trainer.run_dir import RunDirectory, write_json_atomic
 
-IDLE, TRAINING, COMPLETED, CRASHED = "idle", "training", "completed", "crashed"
-FINISHED = (COMPLETED, CRASHED)
+IDLE, TRAINING, COMPLETED, CRASHED, INTERRUPTED = "idle", "training", "completed", "crashed", "interrupted"
+FINISHED = (COMPLETED, CRASHED, INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ class StatusWriter:
 
     def mark_crashed(self, error_message: str, error_type: str) -> None:
         self.update(force=True, status=CRASHED, eta_sec=None, error_message=error_message, error_type=error_type)
+
+    def mark_interrupted(self, message: str) -> None:
+        self.update(force=True, status=INTERRUPTED, eta_sec=None, error_message=message, error_type=INTERRUPTED)
 
     def add_alert(self, alert: Alert) -> None:
         self.update(alerts=[*self.status.alerts, alert])
