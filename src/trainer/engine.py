@@ -7,6 +7,7 @@ validate -> profile -> data records -> model + tokenizer -> tokenized data -> Tr
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
 from trainer.precision import plan_precision, precision_warning
+from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
 from trainer.result import TrainingResult
 from trainer.run_dir import RunDirectory, write_json_atomic
@@ -57,6 +59,8 @@ class TrainerEngine:
 
     def train(self, config: TrainerConfig, run_dir: RunDirectory) -> TrainingResult:
         validate_config(config)
+        # The one read of the environment below the entrypoint: a secret, kept out of the config.
+        preview_token = read_preview_token(config.preview, os.environ)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",
             config.model.name,
@@ -81,9 +85,12 @@ class TrainerEngine:
         )
 
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan)
+        previews = build_preview_callback(config, run_dir, profile, records, system_prompt, tokenizer, preview_token)
+        trainer.add_callback(previews)
         runtime = trainer.train().metrics["train_runtime"]
         trainer.save_model(str(run_dir.final_model_dir))
-        return collect_result(trainer, run_dir, runtime, summary={"profile": profile.metadata(), **data.stats})
+        summary = {"profile": profile.metadata(), **data.stats, "previews": previews.summary()}
+        return collect_result(trainer, run_dir, runtime, summary=summary)
 
 
 def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summary: dict) -> TrainingResult:

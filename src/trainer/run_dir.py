@@ -52,6 +52,14 @@ class RunDirectory:
         return self.root / "tokenized"
 
     @property
+    def previews_file(self) -> Path:
+        return self.root / "previews.jsonl"
+
+    @property
+    def preview_tensorboard_dir(self) -> Path:
+        return self.tensorboard_dir / "previews"
+
+    @property
     def result_file(self) -> Path:
         return self.root / "result.json"
 

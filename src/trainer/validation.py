@@ -12,11 +12,12 @@ from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
 from trainer.errors import ConfigError
 from trainer.precision import precision_problems
+from trainer.preview import BACKENDS as PREVIEW_BACKENDS
+from trainer.preview import preview_problems
 from trainer.profiles import PROFILES
 from trainer.sweep.metrics import METRICS, MODES
 
 MODEL_SOURCES = ("tiny", "pretrained")
-PREVIEW_BACKENDS = ("none",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
 
@@ -29,6 +30,7 @@ def validate_config(config: TrainerConfig) -> None:
         *choice_problems(config),
         *train_problems(config),
         *precision_problems(config.precision.name),
+        *preview_problems(config.preview),
     ]
     if problems:
         raise ConfigError(problems)
