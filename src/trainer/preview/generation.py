@@ -15,6 +15,7 @@ class Generation:
     text: str
     tokens_generated: int
     seconds: float
+    prompt_tokens: int
 
 
 def generate_answer(
@@ -48,8 +49,9 @@ def generate_answer(
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - started
-    new_tokens = output[0, inputs["input_ids"].shape[1] :]
-    return Generation(tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens), seconds)
+    prompt_tokens = inputs["input_ids"].shape[1]
+    new_tokens = output[0, prompt_tokens:]
+    return Generation(tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens), seconds, prompt_tokens)
 
 
 def accelerator_devices(model: PreTrainedModel) -> list[int]:
