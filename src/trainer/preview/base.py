@@ -111,5 +111,5 @@ class PreviewBackend(Protocol):
     def collect(self) -> list[PreviewResult]:
         """The results finished since the last call, without waiting."""
 
-    def close(self) -> list[PreviewResult]:
+    def wait(self) -> list[PreviewResult]:
         """Wait (bounded) for previews still running; their results, failures included."""

@@ -62,9 +62,11 @@ class PreviewCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         with self.timed("wait_at_end_sec"):
+            # The round still running first, so the final round is never skipped as busy.
+            self.record(self.backend.wait())
             if self.last_submitted_step != state.global_step:
                 self.submit(state.global_step, model, args.output_dir)
-            self.record(self.backend.close())
+            self.record(self.backend.wait())
         for listener in self.listeners:
             if close := getattr(listener, "close", None):
                 close()

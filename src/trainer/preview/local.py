@@ -63,5 +63,6 @@ class LocalPreviewBackend:
         finished, self.finished = self.finished, []
         return finished
 
-    def close(self) -> list[PreviewResult]:
+    def wait(self) -> list[PreviewResult]:
+        # Nothing runs in the background: every preview finished in submit().
         return self.collect()

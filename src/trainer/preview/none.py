@@ -14,5 +14,5 @@ class NoPreviewBackend:
     def collect(self) -> list[PreviewResult]:
         return []
 
-    def close(self) -> list[PreviewResult]:
+    def wait(self) -> list[PreviewResult]:
         return []

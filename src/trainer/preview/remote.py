@@ -178,13 +178,15 @@ class RemotePreviewBackend:
             finished, self.finished = self.finished, []
         return finished
 
-    def close(self) -> list[PreviewResult]:
+    def wait(self) -> list[PreviewResult]:
         """Wait for the running round, at most as long as its requests may take; prompts still
-        unanswered then are recorded as failures."""
-        if self.worker is not None:
-            self.worker.join(timeout=self.client.round_budget_sec(len(self.pending)))
+        unanswered then are recorded as failures (a late answer is dropped)."""
         with self.lock:
-            late = f"no answer within {self.client.round_budget_sec(1):.1f}s per prompt at the end of training"
+            budget = self.client.round_budget_sec(len(self.pending))
+        if self.worker is not None:
+            self.worker.join(timeout=budget)
+        with self.lock:
+            late = f"no answer within {budget:.1f}s, the most this round's requests may take"
             self.finished += [self.failure(prompt, self.pending_step, late) for prompt in self.pending]
             self.pending = []
         return self.collect()
