@@ -26,6 +26,8 @@ PROTOCOLS = ("openai", "generate")
 # The model name that asks trainer.serve for the model it was started with.
 DEFAULT_MODEL_NAME = "default"
 RETRY_BACKOFF_SEC = 0.5
+# Waiting a little longer than the requests may take lets a timed-out request report its own error.
+WAIT_MARGIN_SEC = 1.0
 
 
 class RemoteError(Exception):
@@ -182,7 +184,7 @@ class RemotePreviewBackend:
         """Wait for the running round, at most as long as its requests may take; prompts still
         unanswered then are recorded as failures (a late answer is dropped)."""
         with self.lock:
-            budget = self.client.round_budget_sec(len(self.pending))
+            budget = self.client.round_budget_sec(len(self.pending)) + WAIT_MARGIN_SEC
         if self.worker is not None:
             self.worker.join(timeout=budget)
         with self.lock:
