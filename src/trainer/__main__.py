@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def run(cfg: DictConfig) -> float:
 
     from trainer.engine import TrainerEngine
 
-    result = TrainerEngine().run_job(config)
+    result = TrainerEngine(environ=os.environ).run_job(config)
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on.
     if not result.success and (hydra_config.mode == RunMode.RUN or config.sweep.fail_fast):

@@ -80,8 +80,32 @@ class PrecisionConfig:
 
 
 @dataclass
+class RemotePreviewConfig:
+    # The inference server's base URL (trainer.serve, vLLM, llama.cpp server, TGI, ...).
+    url: str = "http://127.0.0.1:8765"
+    # "openai": POST /v1/chat/completions; "generate": POST /generate (prompt text in, text out).
+    protocol: str = "openai"
+    # The model name sent while no checkpoint exists (or always, with send_checkpoint=false);
+    # None asks trainer.serve for the model it was started with.
+    model: str | None = None
+    # Send the newest checkpoint directory as the model, for a server that shares the filesystem.
+    send_checkpoint: bool = True
+    timeout_sec: float = 30.0
+    retries: int = 1
+    # The NAME of an environment variable holding a bearer token; the token itself is never
+    # part of the config or the run directory.
+    token_env: str | None = None
+
+
+@dataclass
 class PreviewConfig:
     backend: str = "none"
+    every_steps: int = 100
+    num_prompts: int = 2
+    max_new_tokens: int = 64
+    # 0: greedy; > 0: sampled, seeded per step.
+    temperature: float = 0.0
+    remote: RemotePreviewConfig = field(default_factory=RemotePreviewConfig)
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from transformers import PreTrainedModel, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from trainer.config import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
@@ -28,6 +28,7 @@ from trainer.monitoring.memory import peak_memory
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
 from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
+from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
 from trainer.result import INTERRUPTED, TrainingResult
 from trainer.run_dir import RunDirectory, write_json_atomic
@@ -46,6 +47,11 @@ class RunInterrupted(Exception):
 
 
 class TrainerEngine:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        # Secrets (the remote preview's token) come from here, never from the config or os.environ:
+        # the entrypoint passes its environment, a Python caller what it chooses.
+        self.environ = environ or {}
+
     def run_job(self, config: TrainerConfig) -> TrainingResult:
         """Run one training job; every outcome, failures included, is returned and (once the run
         directory is this job's) written to result.json there."""
@@ -96,6 +102,7 @@ class TrainerEngine:
 
     def train(self, config: TrainerConfig, run_dir: RunDirectory, status: StatusWriter) -> TrainingResult:
         validate_config(config)
+        preview_token = read_preview_token(config.preview, self.environ)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",
             config.model.name,
@@ -124,6 +131,9 @@ class TrainerEngine:
         )
 
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+        previews = build_preview_callback(config, run_dir, profile, records, system_prompt, tokenizer, preview_token)
+        previews.listeners.append(status.record_preview)
+        trainer.add_callback(previews)
         checkpoint = run_dir.newest_checkpoint() if config.run.resume else None
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
@@ -138,7 +148,7 @@ class TrainerEngine:
         trainer.save_model(str(run_dir.final_model_dir))
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
             save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
-        summary = {"profile": profile.metadata(), **data.stats, **parameters, **memory}
+        summary = {"profile": profile.metadata(), **data.stats, **parameters, **memory, "previews": previews.summary()}
         return collect_result(trainer, run_dir, runtime, summary=summary)
 
 
@@ -204,7 +214,7 @@ def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summ
     return TrainingResult(
         success=True,
         global_step=trainer.state.global_step,
-        last_checkpoint_path=get_last_checkpoint(str(run_dir.checkpoints_dir)),
+        last_checkpoint_path=run_dir.newest_checkpoint(),
         final_model_path=str(run_dir.final_model_dir),
         final_loss=train_losses[-1] if train_losses else None,
         eval_loss=eval_losses[-1] if eval_losses else None,

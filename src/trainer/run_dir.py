@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers.trainer_utils import get_last_checkpoint
-
 from trainer.errors import UserError
 
 # Where a checkpoint is written before it is renamed into checkpoints/: a kill during a save leaves
 # only this, never a checkpoint-N that looks complete but is not.
 CHECKPOINT_STAGING = ".staging"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -69,6 +69,14 @@ class RunDirectory:
         return self.final_model_dir / "merged"
 
     @property
+    def previews_file(self) -> Path:
+        return self.root / "previews.jsonl"
+
+    @property
+    def preview_tensorboard_dir(self) -> Path:
+        return self.tensorboard_dir / "previews"
+
+    @property
     def result_file(self) -> Path:
         return self.root / "result.json"
 
@@ -110,7 +118,12 @@ class RunDirectory:
     def newest_checkpoint(self) -> str | None:
         """The newest complete checkpoint; an interrupted save's leftovers are removed."""
         shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
-        return get_last_checkpoint(str(self.checkpoints_dir)) if self.checkpoints_dir.is_dir() else None
+        steps = {
+            int(match.group(1)): path
+            for path in (self.checkpoints_dir.iterdir() if self.checkpoints_dir.is_dir() else ())
+            if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()
+        }
+        return str(steps[max(steps)]) if steps else None
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json, or None where the run has not finished (or never started)."""
