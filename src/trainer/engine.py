@@ -31,7 +31,7 @@ from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
 from trainer.result import INTERRUPTED, TrainingResult
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.run_dir import RunDirectory, checkpoint_step, write_json_atomic
 from trainer.training import build_hf_trainer
 from trainer.validation import validate_config
 
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 
 class RunInterrupted(Exception):
     """Training stopped on SIGTERM/SIGINT; the checkpoint of its last step is on disk."""
-
-    def __init__(self, message: str, step: int) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 class TrainerEngine:
@@ -130,20 +126,20 @@ class TrainerEngine:
             records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
         )
 
-        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
-        previews = build_preview_callback(config, run_dir, profile, records, system_prompt, tokenizer, preview_token)
-        previews.listeners.append(status.record_preview)
-        trainer.add_callback(previews)
         checkpoint = run_dir.newest_checkpoint() if config.run.resume else None
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
+        trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+        previews = build_preview_callback(
+            config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
+        )
+        previews.listeners.append(status.record_preview)
+        trainer.add_callback(previews)
         with graceful_stop() as stop:
             trainer.add_callback(stop)
             runtime = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
         if stop.requested:
-            raise RunInterrupted(
-                f"Stopped by {stop.signal_name} at step {trainer.state.global_step}", trainer.state.global_step
-            )
+            raise RunInterrupted(f"Stopped by {stop.signal_name} at step {trainer.state.global_step}")
         memory = peak_memory()
         trainer.save_model(str(run_dir.final_model_dir))
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
@@ -176,7 +172,7 @@ def failure(
 def interrupted(error: BaseException, run_dir: RunDirectory) -> TrainingResult:
     """A stop on a signal: the steps since the newest checkpoint are all that is lost."""
     checkpoint = run_dir.newest_checkpoint()
-    step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+    step = checkpoint_step(checkpoint) or 0
     cause = str(error) if isinstance(error, RunInterrupted) else "Stopped at once by a second SIGINT"
     return TrainingResult(
         success=False,

@@ -22,6 +22,11 @@ CHECKPOINT_STAGING = ".staging"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    """The global step a checkpoint directory was saved at."""
+    return int(CHECKPOINT_NAME.fullmatch(Path(checkpoint).name).group(1)) if checkpoint else None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and rename, so readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,14 +9,22 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.preview.base import PreviewResult
+from trainer.run_dir import write_text_atomic
 
 
 class PreviewLog:
     """Appends each preview to previews.jsonl as one complete line, flushed at once, so a reader
     (or a crash) never sees half a line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
         self.path = path
+        if resume_step is not None and path.exists():
+            self.forget_after(resume_step)
+
+    def forget_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: their previews go, not doubled."""
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        write_text_atomic(self.path, "".join(line for line in lines if json.loads(line)["step"] <= step))
 
     def __call__(self, result: PreviewResult) -> None:
         line = json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
@@ -28,13 +36,15 @@ class PreviewTensorBoardText:
     """One text entry per preview, tag `preview/prompt_<index>`, at the preview's step. Written
     to its own event file directory: transformers' TensorBoard writer owns the other one."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
         self.log_dir = log_dir
+        # A resumed run hides what the killed one wrote after its checkpoint.
+        self.purge_step = None if resume_step is None else resume_step + 1
         self.writer: SummaryWriter | None = None
 
     def __call__(self, result: PreviewResult) -> None:
         if self.writer is None:
-            self.writer = SummaryWriter(str(self.log_dir))
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=self.purge_step)
         self.writer.add_text(f"preview/prompt_{result.prompt_index}", describe(result), global_step=result.step)
         self.writer.flush()
 
