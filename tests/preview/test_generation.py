@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import TinyModelConfig
+from trainer.config import ModelConfig
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.preview.generation import generate_answer
 
@@ -15,7 +15,7 @@ PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
 
 @pytest.fixture(scope="module")
 def tiny(model_cache):
-    location = tiny_model_dir(TinyModelConfig(), model_cache)
+    location = tiny_model_dir(ModelConfig(cache_dir=str(model_cache)))
     return AutoModelForCausalLM.from_pretrained(location), AutoTokenizer.from_pretrained(location)
 
 

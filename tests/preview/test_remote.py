@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.preview.test_local import PREVIEW_RUN, read_previews
-from trainer.config import TinyModelConfig
+from trainer.config import ModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.preview.remote import WAIT_MARGIN_SEC
@@ -40,7 +40,7 @@ def free_port() -> int:
 def server(model_cache) -> Iterator[str]:
     """The shipped server on a free loopback port, with a bearer token, serving the tiny model."""
     port = free_port()
-    model = tiny_model_dir(TinyModelConfig(), model_cache)
+    model = tiny_model_dir(ModelConfig(cache_dir=str(model_cache)))
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer.serve", "--model", str(model), "--port", str(port), "--token-env", TOKEN_ENV],
         env={**os.environ, TOKEN_ENV: TOKEN},
@@ -75,7 +75,7 @@ def token_in_environment(monkeypatch):
 
 def remote_run(make_config, url: str, *overrides: str):
     config = make_config("preview=remote", f"preview.remote.url={url}", *PREVIEW_RUN, *overrides)
-    result = TrainerEngine().run_job(config)
+    result = TrainerEngine(environ=os.environ).run_job(config)
     assert result.success, result.error_message
     return result, Path(config.run.output_dir)
 
