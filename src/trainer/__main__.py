@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -16,8 +14,9 @@ from omegaconf import DictConfig
 
 from trainer.config import TrainerConfig, register_schema, to_trainer_config
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, UserError
 from trainer.result import EXIT_USER_ERROR, TrainingResult
+from trainer.resume import resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 
 log = logging.getLogger("trainer")
@@ -34,22 +33,23 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
+    hydra_config = HydraConfig.get()
     rank = LaunchedRank.from_environment(os.environ)
     # First of all: the other ranks wait for it before their Hydra starts.
-    publish_run_dir(rank, HydraConfig.get().runtime.output_dir)
+    publish_run_dir(rank, hydra_config.runtime.output_dir)
     quiet_console_of_other_ranks(rank)
+    if cfg.run.resume and hydra_config.mode == RunMode.RUN:
+        cfg = resumed_config(Path(cfg.run.output_dir), list(hydra_config.overrides.task))
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
         log.error("%s", error)
         sys.exit(EXIT_USER_ERROR)
 
-    from trainer.sweep.jobs import run_or_reuse
-
-    result = run_or_reuse(config, job_runner(config, rank))
+    result = run_job(config, rank)
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on.
-    if not result.success and (HydraConfig.get().mode == RunMode.RUN or config.sweep.fail_fast):
+    if not result.success and (hydra_config.mode == RunMode.RUN or config.sweep.fail_fast):
         sys.exit(result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
 
@@ -62,14 +62,17 @@ def quiet_console_of_other_ranks(rank: LaunchedRank | None) -> None:
             handler.setLevel(logging.WARNING)
 
 
-def job_runner(config: TrainerConfig, rank: LaunchedRank | None) -> Callable[[TrainerConfig], TrainingResult] | None:
-    """torchrun for a job of several processes that no launcher has started yet; None: this process."""
-    if config.distributed.nproc_per_node <= 1 or rank is not None:
-        return None
-    from trainer.distributed.launch import run_under_torchrun
+def run_job(config: TrainerConfig, rank: LaunchedRank | None) -> TrainingResult:
+    """The job in this process, or in the `distributed.nproc_per_node` processes of its own torchrun
+    when no launcher has started it yet."""
+    if config.distributed.nproc_per_node > 1 and rank is None:
+        from trainer.distributed.launch import run_under_torchrun
 
-    hydra = HydraConfig.get()
-    return partial(run_under_torchrun, overrides=list(hydra.overrides.task), config_name=hydra.job.config_name)
+        hydra_config = HydraConfig.get()
+        return run_under_torchrun(config, list(hydra_config.overrides.task), hydra_config.job.config_name)
+    from trainer.engine import TrainerEngine
+
+    return TrainerEngine(environ=os.environ).run_job(config)
 
 
 def main() -> None:
@@ -79,9 +82,10 @@ def main() -> None:
 
         sys.exit(show_status(sys.argv[2:]))
     try:
+        sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
         sys.argv += rank_overrides(LaunchedRank.from_environment(os.environ), sys.argv[1:])
-    except ConfigError as error:
+    except UserError as error:
         print(error, file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     run()

@@ -80,8 +80,32 @@ class PrecisionConfig:
 
 
 @dataclass
+class RemotePreviewConfig:
+    # The inference server's base URL (trainer.serve, vLLM, llama.cpp server, TGI, ...).
+    url: str = "http://127.0.0.1:8765"
+    # "openai": POST /v1/chat/completions; "generate": POST /generate (prompt text in, text out).
+    protocol: str = "openai"
+    # The model name sent while no checkpoint exists (or always, with send_checkpoint=false);
+    # None asks trainer.serve for the model it was started with.
+    model: str | None = None
+    # Send the newest checkpoint directory as the model, for a server that shares the filesystem.
+    send_checkpoint: bool = True
+    timeout_sec: float = 30.0
+    retries: int = 1
+    # The NAME of an environment variable holding a bearer token; the token itself is never
+    # part of the config or the run directory.
+    token_env: str | None = None
+
+
+@dataclass
 class PreviewConfig:
     backend: str = "none"
+    every_steps: int = 100
+    num_prompts: int = 2
+    max_new_tokens: int = 64
+    # 0: greedy; > 0: sampled, seeded per step.
+    temperature: float = 0.0
+    remote: RemotePreviewConfig = field(default_factory=RemotePreviewConfig)
 
 
 @dataclass
@@ -146,8 +170,6 @@ class SweepConfig:
     mode: str = "min"
     # Stop a sweep at its first failed job instead of recording it and going on.
     fail_fast: bool = False
-    # Reuse the result of a job whose directory already holds a successful result.json (resume).
-    skip_completed: bool = False
 
 
 @dataclass
@@ -183,6 +205,9 @@ class DistributedConfig:
 class RunConfig:
     # The run directory; Hydra fills it with its timestamped run/sweep dir.
     output_dir: str = MISSING
+    # Continue the run in output_dir: a completed run is returned as it is, any other resumes from
+    # its newest complete checkpoint (or starts). Set by `resume=DIR` and by sweep resumes.
+    resume: bool = False
 
 
 @dataclass
@@ -212,7 +237,7 @@ def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
     """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
     if unknown := unknown_keys(cfg, TrainerConfig):
         raise ConfigError([f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown])
-    config = OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
     assert isinstance(config, TrainerConfig)
     return config
 

@@ -20,11 +20,12 @@ from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
 from trainer.modeling.tiny import ARCHITECTURES
 from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
+from trainer.preview import BACKENDS as PREVIEW_BACKENDS
+from trainer.preview import preview_problems
 from trainer.profiles import PROFILES
 from trainer.sweep.metrics import METRICS, MODES
 
 MODEL_SOURCES = ("tiny", "pretrained")
-PREVIEW_BACKENDS = ("none",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
@@ -40,6 +41,7 @@ def validate_config(config: TrainerConfig) -> None:
         *monitoring_problems(config),
         *precision_problems(config.precision.name),
         *peft_problems(config),
+        *preview_problems(config.preview),
         *distributed_problems(config.distributed),
     ]
     if problems:

@@ -43,8 +43,6 @@ def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name:
     from trainer.validation import validate_config
 
     run_dir = RunDirectory(Path(config.run.output_dir))
-    # A result left by an earlier attempt must not pass for this one's.
-    run_dir.result_file.unlink(missing_ok=True)
     try:
         # Here, once: a config mistake is one line, not one per rank plus torchrun's own report.
         validate_config(config)
