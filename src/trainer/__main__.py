@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer.config import register_schema, to_trainer_config
-from trainer.errors import ConfigError
-from trainer.result import EXIT_USER_ERROR
+from trainer.config import TrainerConfig, register_schema, to_trainer_config
+from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
+from trainer.errors import ConfigError, UserError
+from trainer.result import EXIT_USER_ERROR, TrainingResult
+from trainer.resume import resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 
 log = logging.getLogger("trainer")
@@ -30,20 +33,46 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def run(cfg: DictConfig) -> float:
+    hydra_config = HydraConfig.get()
+    rank = LaunchedRank.from_environment(os.environ)
+    # First of all: the other ranks wait for it before their Hydra starts.
+    publish_run_dir(rank, hydra_config.runtime.output_dir)
+    quiet_console_of_other_ranks(rank)
+    if cfg.run.resume and hydra_config.mode == RunMode.RUN:
+        cfg = resumed_config(Path(cfg.run.output_dir), list(hydra_config.overrides.task))
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
         log.error("%s", error)
         sys.exit(EXIT_USER_ERROR)
 
-    from trainer.sweep.jobs import run_or_reuse
-
-    result = run_or_reuse(config)
+    result = run_job(config, rank)
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on.
-    if not result.success and (HydraConfig.get().mode == RunMode.RUN or config.sweep.fail_fast):
+    if not result.success and (hydra_config.mode == RunMode.RUN or config.sweep.fail_fast):
         sys.exit(result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
+
+
+def quiet_console_of_other_ranks(rank: LaunchedRank | None) -> None:
+    """Rank 0 speaks for the job on the console; the others write their INFO lines to their own
+    trainer.rankN.log only, and to the console just their warnings and errors."""
+    if rank is not None and rank.rank != 0:
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
+
+
+def run_job(config: TrainerConfig, rank: LaunchedRank | None) -> TrainingResult:
+    """The job in this process, or in the `distributed.nproc_per_node` processes of its own torchrun
+    when no launcher has started it yet."""
+    if config.distributed.nproc_per_node > 1 and rank is None:
+        from trainer.distributed.launch import run_under_torchrun
+
+        hydra_config = HydraConfig.get()
+        return run_under_torchrun(config, list(hydra_config.overrides.task), hydra_config.job.config_name)
+    from trainer.engine import TrainerEngine
+
+    return TrainerEngine(environ=os.environ).run_job(config)
 
 
 def main() -> None:
@@ -52,6 +81,13 @@ def main() -> None:
         from trainer.status import main as show_status
 
         sys.exit(show_status(sys.argv[2:]))
+    try:
+        sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
+        # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
+        sys.argv += rank_overrides(LaunchedRank.from_environment(os.environ), sys.argv[1:])
+    except UserError as error:
+        print(error, file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     run()
 
 

@@ -80,8 +80,32 @@ class PrecisionConfig:
 
 
 @dataclass
+class RemotePreviewConfig:
+    # The inference server's base URL (trainer.serve, vLLM, llama.cpp server, TGI, ...).
+    url: str = "http://127.0.0.1:8765"
+    # "openai": POST /v1/chat/completions; "generate": POST /generate (prompt text in, text out).
+    protocol: str = "openai"
+    # The model name sent while no checkpoint exists (or always, with send_checkpoint=false);
+    # None asks trainer.serve for the model it was started with.
+    model: str | None = None
+    # Send the newest checkpoint directory as the model, for a server that shares the filesystem.
+    send_checkpoint: bool = True
+    timeout_sec: float = 30.0
+    retries: int = 1
+    # The NAME of an environment variable holding a bearer token; the token itself is never
+    # part of the config or the run directory.
+    token_env: str | None = None
+
+
+@dataclass
 class PreviewConfig:
     backend: str = "none"
+    every_steps: int = 100
+    num_prompts: int = 2
+    max_new_tokens: int = 64
+    # 0: greedy; > 0: sampled, seeded per step.
+    temperature: float = 0.0
+    remote: RemotePreviewConfig = field(default_factory=RemotePreviewConfig)
 
 
 @dataclass
@@ -146,14 +170,44 @@ class SweepConfig:
     mode: str = "min"
     # Stop a sweep at its first failed job instead of recording it and going on.
     fail_fast: bool = False
-    # Reuse the result of a job whose directory already holds a successful result.json (resume).
-    skip_completed: bool = False
+
+
+@dataclass
+class FsdpConfig:
+    """FSDP2 settings, handed to the HF Trainer's own `fsdp_config`."""
+
+    # True: parameters are re-sharded after forward (least memory, ZeRO-3-like); False: kept
+    # gathered until backward (no second all-gather, more memory, ZeRO-2-like).
+    reshard_after_forward: bool = True
+    # Parameters and gradients live in CPU memory between uses: fits larger models, much slower.
+    cpu_offload: bool = False
+    # FSDP's own activation checkpointing (prefer it to train.gradient_checkpointing under FSDP).
+    activation_checkpointing: bool = False
+    # FULL_STATE_DICT: one loadable checkpoint | SHARDED_STATE_DICT: one file per rank, faster saves.
+    state_dict_type: str = "FULL_STATE_DICT"
+
+
+@dataclass
+class DistributedConfig:
+    # Processes the job starts with torchrun on this machine; 1: none (the job runs in this process,
+    # or under the torchrun/accelerate that started it).
+    nproc_per_node: int = 1
+    # ddp: a full replica per process | fsdp: parameters, gradients and optimizer state sharded.
+    strategy: str = "ddp"
+    # None: nccl on CUDA, gloo on CPU.
+    backend: str | None = None
+    fsdp: FsdpConfig = field(default_factory=FsdpConfig)
+    # A DeepSpeed JSON config (optional; needs `pip install deepspeed`); replaces `strategy`.
+    deepspeed: str | None = None
 
 
 @dataclass
 class RunConfig:
     # The run directory; Hydra fills it with its timestamped run/sweep dir.
     output_dir: str = MISSING
+    # Continue the run in output_dir: a completed run is returned as it is, any other resumes from
+    # its newest complete checkpoint (or starts). Set by `resume=DIR` and by sweep resumes.
+    resume: bool = False
 
 
 @dataclass
@@ -168,6 +222,7 @@ class TrainerConfig:
     peft: PeftConfig = field(default_factory=PeftConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 42
 
 
@@ -182,7 +237,7 @@ def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
     """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
     if unknown := unknown_keys(cfg, TrainerConfig):
         raise ConfigError([f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown])
-    config = OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
     assert isinstance(config, TrainerConfig)
     return config
 

@@ -8,6 +8,9 @@ from typing import Any
 # Exit statuses of `python -m trainer`: a user can fix 2, 1 is a crash worth a bug report.
 EXIT_CRASHED = 1
 EXIT_USER_ERROR = 2
+# Stopped by SIGTERM/SIGINT after a checkpoint: resume it with `python -m trainer resume=DIR`.
+EXIT_INTERRUPTED = 3
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -29,6 +32,8 @@ class TrainingResult:
     def exit_code(self) -> int:
         if self.success:
             return 0
+        if self.error_type == INTERRUPTED:
+            return EXIT_INTERRUPTED
         return EXIT_USER_ERROR if self.user_error else EXIT_CRASHED
 
     def to_dict(self) -> dict[str, Any]:

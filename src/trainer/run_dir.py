@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from trainer.errors import UserError
+
+# Where a checkpoint is written before it is renamed into checkpoints/: a kill during a save leaves
+# only this, never a checkpoint-N that looks complete but is not.
+CHECKPOINT_STAGING = ".staging"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    """The global step a checkpoint directory was saved at."""
+    return int(CHECKPOINT_NAME.fullmatch(Path(checkpoint).name).group(1)) if checkpoint else None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -35,6 +52,10 @@ class RunDirectory:
     def log_file(self) -> Path:
         return self.root / "trainer.log"
 
+    def log_file_of(self, rank: int) -> Path:
+        """trainer.log for rank 0 (the only one of a single process); trainer.rankN.log for the others."""
+        return self.log_file if rank == 0 else self.root / f"trainer.rank{rank}.log"
+
     @property
     def tensorboard_dir(self) -> Path:
         return self.root / "tensorboard"
@@ -57,6 +78,14 @@ class RunDirectory:
         return self.final_model_dir / "merged"
 
     @property
+    def previews_file(self) -> Path:
+        return self.root / "previews.jsonl"
+
+    @property
+    def preview_tensorboard_dir(self) -> Path:
+        return self.tensorboard_dir / "previews"
+
+    @property
     def result_file(self) -> Path:
         return self.root / "result.json"
 
@@ -70,6 +99,40 @@ class RunDirectory:
 
     def create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def claim(self, resume: bool) -> Iterator[None]:
+        """Hold the directory for one job: never shared by two live runs, and never a second run
+        over a finished or started one unless it resumes it."""
+        try:
+            self.create()
+            lock = (self.root / ".lock").open("w")
+        except OSError as error:
+            raise UserError(f"Cannot write the run directory {self.root}: {error.strerror}") from error
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as error:
+                raise UserError(f"{self.root} is in use by another run") from error
+            if not resume and self.holds_run():
+                raise UserError(
+                    f"{self.root} already holds a run; continue it with `python -m trainer resume={self.root}` "
+                    "or start a new run in another directory"
+                )
+            yield
+
+    def holds_run(self) -> bool:
+        return self.result_file.exists() or self.status_file.exists() or self.checkpoints_dir.exists()
+
+    def newest_checkpoint(self) -> str | None:
+        """The newest complete checkpoint; an interrupted save's leftovers are removed."""
+        shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
+        steps = {
+            int(match.group(1)): path
+            for path in (self.checkpoints_dir.iterdir() if self.checkpoints_dir.is_dir() else ())
+            if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()
+        }
+        return str(steps[max(steps)]) if steps else None
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json, or None where the run has not finished (or never started)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import torch
 from transformers import (
     DataCollatorForSeq2Seq,
@@ -9,13 +12,16 @@ from transformers import (
     PreTrainedTokenizerBase,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from trainer.config import TrainerConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
+from trainer.distributed.strategy import distributed_arguments
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
@@ -23,19 +29,51 @@ from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
-from trainer.run_dir import RunDirectory
+from trainer.run_dir import CHECKPOINT_STAGING, RunDirectory
 
 
 class RunTrainer(Trainer):
     """The Hugging Face Trainer, stopped by the first NaN or infinite loss before the optimizer
-    applies it. (The Trainer's own NaN filter already waits for each step's loss, so the check
-    adds no device round trip.)"""
+    applies it (the Trainer's own NaN filter already waits for each step's loss, so the check
+    adds no device round trip), with checkpoints that appear complete or not at all."""
+
+    checkpoint_root: str | None = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(step=self.state.global_step + 1, loss=loss.item())
         return loss
+
+    def _save_checkpoint(self, model, trial):
+        """Save into checkpoints/.staging/, then rename into checkpoints/: a kill mid-save leaves
+        no checkpoint-N that looks complete; then keep the newest `save_total_limit`."""
+        checkpoints = Path(self.args.output_dir)
+        staging = checkpoints / CHECKPOINT_STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        self.checkpoint_root = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.checkpoint_root = None
+        if not self.args.should_save:
+            return
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        shutil.rmtree(checkpoints / name, ignore_errors=True)
+        (staging / name).rename(checkpoints / name)
+        staging.rmdir()
+        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
+
+    def _get_output_dir(self, trial):
+        return self.checkpoint_root or super()._get_output_dir(trial)
+
+
+class IntervalsFromArguments(TrainerCallback):
+    """A resumed Trainer takes its logging/eval/save intervals from the checkpoint; a resume may
+    change them (trainer.resume.SAFE_KEYS), so they are set from the arguments again."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.compute_steps(args, state.max_steps)
 
 
 def build_training_arguments(
@@ -76,6 +114,7 @@ def build_training_arguments(
         include_num_input_tokens_seen="non_padding",
         # TensorBoard is added as a callback pinned to the run dir; no other integration reports.
         report_to="none",
+        **distributed_arguments(config.distributed),
     )
 
 
@@ -89,7 +128,12 @@ def build_hf_trainer(
     status: StatusWriter,
 ) -> Trainer:
     # The monitor comes first: it adds tokens/s to the log events the others report.
-    callbacks = [TrainingMonitorCallback(status, config.monitoring), MetricsLogCallback(), FinalEvaluationCallback()]
+    callbacks = [
+        IntervalsFromArguments(),
+        TrainingMonitorCallback(status, config.monitoring),
+        MetricsLogCallback(),
+        FinalEvaluationCallback(),
+    ]
     if config.monitoring.tensorboard:
         callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
     trainer = RunTrainer(

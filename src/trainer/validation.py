@@ -13,17 +13,19 @@ import torch
 
 from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
+from trainer.distributed.strategy import distributed_problems
 from trainer.errors import ConfigError
 from trainer.modeling.adapters import PEFT_METHODS
 from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
 from trainer.modeling.tiny import ARCHITECTURES
 from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
+from trainer.preview import BACKENDS as PREVIEW_BACKENDS
+from trainer.preview import preview_problems
 from trainer.profiles import PROFILES
 from trainer.sweep.metrics import METRICS, MODES
 
 MODEL_SOURCES = ("tiny", "pretrained")
-PREVIEW_BACKENDS = ("none",)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
@@ -39,6 +41,8 @@ def validate_config(config: TrainerConfig) -> None:
         *monitoring_problems(config),
         *precision_problems(config.precision.name),
         *peft_problems(config),
+        *preview_problems(config.preview),
+        *distributed_problems(config.distributed),
     ]
     if problems:
         raise ConfigError(problems)

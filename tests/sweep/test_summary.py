@@ -33,7 +33,7 @@ def result(eval_loss: float | None, success: bool = True) -> dict:
 
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
-    make_job(tmp_path, 0, ["train.learning_rate=1e-3", "sweep.skip_completed=true"], result(1.5))
+    make_job(tmp_path, 0, ["train.learning_rate=1e-3", "run.resume=true"], result(1.5))
     make_job(tmp_path, 1, ["train.learning_rate=2e-3"], result(0.9))
     make_job(tmp_path, 2, ["train.learning_rate=-1"], result(None, success=False))
     make_job(tmp_path, 10, ["train.learning_rate=5e-3"], None)

@@ -95,7 +95,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(model_cache, tmp
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 3
     assert first_result.read_bytes() == finished_first
-    assert "Reusing the successful result" in resumed.stdout
+    assert "already completed; its result is reused" in resumed.stdout
 
 
 def test_resume_of_a_directory_that_is_not_a_sweep_is_a_clear_error(tmp_path):

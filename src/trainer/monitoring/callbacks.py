@@ -8,13 +8,13 @@ from transformers import ProgressCallback, TrainerCallback
 
 log = logging.getLogger("trainer.progress")
 
-# Shown in this order, with these names; anything else the Trainer logs is kept out of the line.
+# Shown in this order, with these names and formats; anything else the Trainer logs is left out.
 SHOWN_METRICS = {
-    "loss": "loss",
-    "eval_loss": "eval_loss",
-    "learning_rate": "lr",
-    "grad_norm": "grad_norm",
-    "tokens_per_sec": "tokens/s",
+    "loss": ("loss", ".4g"),
+    "eval_loss": ("eval_loss", ".4g"),
+    "learning_rate": ("lr", ".4g"),
+    "grad_norm": ("grad_norm", ".4g"),
+    "tokens_per_sec": ("tokens/s", ",.0f"),
 }
 
 
@@ -22,7 +22,7 @@ class MetricsLogCallback(TrainerCallback):
     """Log each Trainer log event as one line, so it lands in trainer.log as well as the console."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        shown = [f"{label} {logs[key]:.4g}" for key, label in SHOWN_METRICS.items() if key in (logs or {})]
+        shown = [f"{label} {logs[key]:{spec}}" for key, (label, spec) in SHOWN_METRICS.items() if key in (logs or {})]
         if state.is_world_process_zero and shown:
             log.info("step %d/%d  %s", state.global_step, state.max_steps, "  ".join(shown))
 

@@ -13,13 +13,16 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer.errors import UserError
 from trainer.run_dir import RunDirectory, write_json_atomic
 
-IDLE, TRAINING, COMPLETED, CRASHED = "idle", "training", "completed", "crashed"
-FINISHED = (COMPLETED, CRASHED)
+if TYPE_CHECKING:
+    from trainer.preview.base import PreviewResult
+
+IDLE, TRAINING, COMPLETED, CRASHED, INTERRUPTED = "idle", "training", "completed", "crashed", "interrupted"
+FINISHED = (COMPLETED, CRASHED, INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,23 @@ class StatusWriter:
 
     def mark_crashed(self, error_message: str, error_type: str) -> None:
         self.update(force=True, status=CRASHED, eta_sec=None, error_message=error_message, error_type=error_type)
+
+    def mark_interrupted(self, message: str) -> None:
+        self.update(force=True, status=INTERRUPTED, eta_sec=None, error_message=message, error_type=INTERRUPTED)
+
+    def record_preview(self, preview: PreviewResult) -> None:
+        """A preview listener: the newest preview becomes the status's `last_preview`."""
+        self.update(
+            last_preview={
+                "step": preview.step,
+                "prompt": preview.prompt,
+                "golden_answer": preview.golden_answer,
+                "text": preview.text,
+                "match": preview.match,
+                "success": preview.success,
+                "error_message": preview.error_message,
+            }
+        )
 
     def add_alert(self, alert: Alert) -> None:
         self.update(alerts=[*self.status.alerts, alert])

@@ -23,6 +23,10 @@ class RunTensorBoardCallback(TensorBoardCallback):
         self.config_text = config_as_markdown(config)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if self.tb_writer is None and state.is_world_process_zero:
+            # A resumed run hides what the killed one logged after its checkpoint: no step twice.
+            purge_step = state.global_step + 1 if state.global_step else None
+            self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=purge_step)
         super().on_train_begin(args, state, control, **kwargs)
         if self.tb_writer is not None:
             self.tb_writer.add_text(CONFIG_TEXT_TAG, self.config_text)

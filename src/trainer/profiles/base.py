@@ -38,6 +38,10 @@ class Profile:
     def build_logits_processors(self, tokenizer: PreTrainedTokenizerBase) -> LogitsProcessorList:
         return LogitsProcessorList()
 
+    def preview_checks(self, answer: str) -> dict[str, bool]:
+        """Named checks of a generated answer that previews report (none by default)."""
+        return {}
+
     def validate_example(self, example: Any) -> list[str]:
         """What is wrong with `example`, one message per problem (empty when it is valid)."""
         return chat_example_problems(example)

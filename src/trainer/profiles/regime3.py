@@ -65,6 +65,9 @@ class Regime3Profile(Profile):
         ]
         return result
 
+    def preview_checks(self, answer: str) -> dict[str, bool]:
+        return {"well_formed_answer": is_well_formed_answer(answer)}
+
     def validate_example(self, example: Any) -> list[str]:
         """Beyond the chat shape: every assistant turn must end up with a well-formed answer, or
         the model would learn to emit broken markers."""

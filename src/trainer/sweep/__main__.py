@@ -2,7 +2,8 @@
 that have no successful result.json, each in its own directory, and refresh the summary.
 
 The sweep is launched again with its original overrides (from multirun.yaml) into the same
-directory; jobs that already succeeded return their stored result instead of training.
+directory, its jobs in resume mode: those that already succeeded return their stored result, the
+others continue from their newest checkpoint (or start again).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from trainer.result import EXIT_USER_ERROR
 
 USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 # Overrides the resume sets itself, so the originals must not compete with them.
-RESUME_OWNED = ("hydra.sweep.dir=", "sweep.skip_completed=")
+RESUME_OWNED = ("hydra.sweep.dir=", "run.resume=")
 
 
 def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
@@ -28,7 +29,7 @@ def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
     kept = [item for item in original if not item.startswith(RESUME_OWNED)]
     return [
         sys.executable, "-m", "trainer", "--multirun", *kept, *extra,
-        f"hydra.sweep.dir={sweep_dir}", "sweep.skip_completed=true",
+        f"hydra.sweep.dir={sweep_dir}", "run.resume=true",
     ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from trainer.run_dir import RunDirectory, write_text_atomic
 from trainer.sweep.metrics import best_index, metric_value
 
 # Overrides that say how a job ran rather than what it trained.
-HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.")
+HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
 
 
 @dataclass

@@ -1,0 +1,95 @@
+"""`distributed.strategy` as the HF Trainer's own settings: DDP needs nothing beyond the launcher,
+FSDP and DeepSpeed are `TrainingArguments` the Trainer hands on to accelerate."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from trainer.config import DistributedConfig
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("ddp", "fsdp")
+BACKENDS = ("nccl", "gloo")
+STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+# A parameter's bits read as integers of its own width (fp32 -> int32, bf16/fp16 -> int16).
+INTEGER_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# Elements summed at once: bounds the int64 copy the sum makes of a large embedding.
+CHECKSUM_CHUNK = 1 << 24
+
+
+def distributed_arguments(config: DistributedConfig) -> dict[str, Any]:
+    """The `TrainingArguments` of the strategy; a single process ignores them all."""
+    arguments: dict[str, Any] = {
+        "ddp_backend": config.backend,
+        # Every trainable parameter takes part in each step: spare DDP its per-step search for unused ones.
+        "ddp_find_unused_parameters": False,
+    }
+    if config.deepspeed is not None:
+        return arguments | {"deepspeed": config.deepspeed}
+    if config.strategy == "fsdp":
+        fsdp = config.fsdp
+        arguments |= {
+            "fsdp": True,
+            "fsdp_config": {
+                "version": 2,
+                "reshard_after_forward": fsdp.reshard_after_forward,
+                "cpu_offload": fsdp.cpu_offload,
+                "activation_checkpointing": fsdp.activation_checkpointing,
+                "state_dict_type": fsdp.state_dict_type,
+            },
+        }
+    return arguments
+
+
+def distributed_problems(config: DistributedConfig) -> list[str]:
+    problems = []
+    if config.nproc_per_node < 1:
+        problems.append(f"distributed.nproc_per_node must be >= 1 (got {config.nproc_per_node})")
+    if config.strategy not in STRATEGIES:
+        problems.append(f"distributed.strategy={config.strategy} is unknown; choose one of {', '.join(STRATEGIES)}")
+    elif config.strategy == "fsdp" and not torch.cuda.is_available():
+        # accelerate shards GPU processes only; on CPU it would quietly train with DDP instead.
+        problems.append("distributed.strategy=fsdp needs CUDA GPUs and none is available; use distributed.strategy=ddp")
+    if config.backend is not None and config.backend not in BACKENDS:
+        problems.append(f"distributed.backend={config.backend} is unknown; choose one of {', '.join(BACKENDS)} or null")
+    if config.fsdp.state_dict_type not in STATE_DICT_TYPES:
+        problems.append(
+            f"distributed.fsdp.state_dict_type={config.fsdp.state_dict_type} is unknown; "
+            f"choose one of {', '.join(STATE_DICT_TYPES)}"
+        )
+    if config.deepspeed is not None:
+        if not Path(config.deepspeed).expanduser().is_file():
+            problems.append(f"distributed.deepspeed={config.deepspeed} does not exist (a DeepSpeed JSON config)")
+        if importlib.util.find_spec("deepspeed") is None:
+            problems.append("distributed.deepspeed needs the deepspeed package: pip install deepspeed")
+    return problems
+
+
+def parameter_checksum(model: nn.Module) -> str:
+    """A digest of the parameters this process holds: equal on every rank of a DDP run, so a
+    rank whose weights drifted shows in its log. It sums each tensor's bit patterns as integers,
+    on its device and in bounded chunks: exact and independent of the summation order, unlike
+    a float sum, so it also matches the saved model loaded elsewhere."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            bits = parameter.detach().reshape(-1).view(INTEGER_OF_SIZE[parameter.element_size()])
+            total = sum(int(chunk.sum(dtype=torch.int64)) for chunk in bits.split(CHECKSUM_CHUNK))
+            digest.update(f"{name}:{total};".encode())
+    return digest.hexdigest()[:16]
+
+
+def log_replica_checksum(trainer: Trainer) -> None:
+    """Under DDP, log this rank's parameter checksum into its own log: equal on every rank."""
+    if trainer.args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        checksum = parameter_checksum(trainer.model)
+        log.info("Parameter checksum on rank %d: %s", trainer.args.process_index, checksum)

@@ -1,0 +1,59 @@
+"""One answer from a model in this process: used by the local preview backend and by
+`trainer.serve`, so both generate the same way."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens_generated: int
+    seconds: float
+    prompt_tokens: int
+
+
+def generate_answer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_text: str,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    logits_processor: LogitsProcessorList | None = None,
+    seed: int = 0,
+) -> Generation:
+    """Continue the rendered `prompt_text`: greedy, or sampled when `temperature` > 0 (seeded).
+
+    The model generates in eval mode without gradients and goes back to the mode it was in; the
+    global torch RNG streams are forked, so a training run draws the same numbers with or without
+    previews."""
+    inputs = tokenizer(prompt_text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=accelerator_devices(model)), torch.no_grad():
+            torch.manual_seed(seed)
+            output = model.generate(**inputs, generation_config=config, logits_processor=logits_processor)
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - started
+    prompt_tokens = inputs["input_ids"].shape[1]
+    new_tokens = output[0, prompt_tokens:]
+    return Generation(tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens), seconds, prompt_tokens)
+
+
+def accelerator_devices(model: PreTrainedModel) -> list[int]:
+    """The CUDA device whose RNG state the preview must leave untouched (none on a CPU)."""
+    return [model.device.index or 0] if model.device.type == "cuda" else []

@@ -1,0 +1,69 @@
+"""The run directory's claim, its checkpoints, and the checks made before a run starts."""
+
+from __future__ import annotations
+
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+import trainer.engine
+from trainer.errors import UserError
+from trainer.run_dir import RunDirectory, checkpoint_step
+
+
+def test_a_directory_is_never_shared_by_two_live_runs(tmp_path):
+    run_dir = RunDirectory(tmp_path / "run")
+    with (
+        run_dir.claim(resume=False),
+        pytest.raises(UserError, match="is in use by another run"),
+        run_dir.claim(resume=True),
+    ):
+        pass
+
+
+def test_a_finished_run_is_not_overwritten_unless_resumed(tmp_path):
+    run_dir = RunDirectory(tmp_path / "run")
+    run_dir.create()
+    run_dir.result_file.write_text("{}")
+    refused = pytest.raises(UserError, match="already holds a run; continue it with `python -m trainer resume=")
+    with refused, run_dir.claim(resume=False):
+        pass
+    with run_dir.claim(resume=True):
+        pass
+
+
+def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="Cannot write the run directory"), RunDirectory(blocker / "run").claim(False):
+        pass
+
+
+def test_the_newest_complete_checkpoint_wins_and_a_half_save_is_removed(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    for name in ("checkpoint-4", "checkpoint-12", "checkpoint-8", ".staging/checkpoint-16"):
+        (run_dir.checkpoints_dir / name).mkdir(parents=True)
+    newest = run_dir.newest_checkpoint()
+    assert newest == str(run_dir.checkpoints_dir / "checkpoint-12")
+    assert checkpoint_step(newest) == 12
+    assert not (run_dir.checkpoints_dir / ".staging").exists()
+    assert RunDirectory(tmp_path / "empty").newest_checkpoint() is None
+
+
+def test_saves_go_through_staging_and_keep_the_newest_save_total_limit(make_config):
+    config = make_config("train.max_steps=6", "train.save_steps=2", "train.save_total_limit=2")
+    result = trainer.engine.TrainerEngine().run_job(config)
+    checkpoints = RunDirectory(Path(config.run.output_dir)).checkpoints_dir
+    assert result.success
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(make_config, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    result = trainer.engine.TrainerEngine().run_job(make_config())
+    assert not result.success and result.user_error and result.global_step == 0
+    assert result.error_message.startswith("Not enough disk space in ")
+    assert "MiB needed for 2 checkpoints (train.save_total_limit) and the final model" in result.error_message
