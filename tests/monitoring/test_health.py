@@ -66,17 +66,23 @@ def test_a_steadily_falling_loss_is_not_noise_but_a_jumping_one_is():
     assert loss_noise_alert([2.0, 4.0, 1.0, 5.0, 2.0], limit=0.25).type == "loss_noise"
 
 
+def test_a_loss_that_falls_fast_then_levels_off_is_not_noise():
+    # The first 100 steps of the default run, logged every 10 steps.
+    falling = [5.541, 4.01, 2.798, 2.18, 1.94, 1.898, 1.858, 1.748, 1.74, 1.624]
+    assert loss_noise_alert(falling, limit=0.25) is None
+
+
 def test_the_monitor_raises_and_clears_alerts_in_the_status(tmp_path, caplog):
     writer = StatusWriter(tmp_path / "status.json", interval_sec=0)
-    monitor = TrainingMonitorCallback(writer, MonitoringConfig(loss_window=3))
+    monitor = TrainingMonitorCallback(writer, MonitoringConfig(loss_window=5))
     state = SimpleNamespace(global_step=0, max_steps=10, num_input_tokens_seen=0, is_world_process_zero=True)
     monitor.on_train_begin(None, state, None)
-    for loss in (1.0, 3.0, 1.0):
+    for loss in (1.0, 3.0, 1.0, 3.0, 1.0):
         monitor.on_log(None, state, None, logs={"loss": loss})
     monitor.on_evaluate(None, state, None, metrics={"eval_loss": 2.0})
     assert [alert.type for alert in StatusReader(tmp_path).read().alerts] == ["loss_noise", "train_val_gap"]
     assert "Alert: the loss swings" in caplog.text
-    for loss in (1.0, 1.0, 1.0):
+    for loss in (1.0, 1.0, 1.0, 1.0, 1.0):
         monitor.on_log(None, state, None, logs={"loss": loss})
     monitor.on_evaluate(None, state, None, metrics={"eval_loss": 1.1})
     status = StatusReader(tmp_path).read()

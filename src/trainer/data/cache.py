@@ -8,10 +8,13 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, load_from_disk
+from datasets import utils as datasets_progress
 
 from trainer.run_dir import write_json_atomic
 
@@ -35,13 +38,26 @@ def load_cached(directory: Path) -> tuple[dict[str, Dataset], dict[str, int]] | 
     return datasets, json.loads((directory / STATS_FILE).read_text())
 
 
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Saving takes milliseconds; its bars would only bury the training progress bar."""
+    was_enabled = not datasets_progress.are_progress_bars_disabled()
+    datasets_progress.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets_progress.enable_progress_bars()
+
+
 def save_cached(directory: Path, datasets: dict[str, Dataset], stats: dict[str, int]) -> None:
     """Save aside and rename: an interrupted save never leaves a cache that looks complete."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".saving-"))
     try:
-        for name, dataset in datasets.items():
-            dataset.save_to_disk(str(staging / name))
+        with quiet_progress_bars():
+            for name, dataset in datasets.items():
+                dataset.save_to_disk(str(staging / name))
         write_json_atomic(staging / STATS_FILE, stats)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)

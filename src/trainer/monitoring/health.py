@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import deque
 from collections.abc import Sequence
+
+import numpy
 
 from trainer.monitoring.status import Alert
 
@@ -13,6 +14,8 @@ from trainer.monitoring.status import Alert
 STABLE_TOLERANCE = 0.02
 # The fewest logged losses a trend or a noise figure is computed from.
 MIN_TREND_POINTS = 3
+# A parabola fits any 3 points exactly: noise around one shows from 5 points on.
+MIN_NOISE_POINTS = 5
 
 
 class NonFiniteLossError(Exception):
@@ -76,13 +79,14 @@ def loss_trend(losses: Sequence[float]) -> str | None:
 
 
 def loss_noise(losses: Sequence[float]) -> float | None:
-    """The spread of the losses around their straight-line trend, relative to their mean: a
-    steadily falling loss is not noisy, one that jumps up and down is."""
-    if len(losses) < MIN_TREND_POINTS or (mean := statistics.fmean(losses)) <= 0:
+    """The spread of the losses around their trend, relative to their mean: a falling loss is not
+    noisy, one that jumps up and down is. The trend is a parabola, since a loss falls fast and
+    then levels off: a straight line would call that bend noise."""
+    if len(losses) < MIN_NOISE_POINTS or (mean := statistics.fmean(losses)) <= 0:
         return None
-    slope, intercept = statistics.linear_regression(range(len(losses)), losses)
-    residuals = [loss - (intercept + slope * index) for index, loss in enumerate(losses)]
-    return math.sqrt(statistics.fmean(residual**2 for residual in residuals)) / mean
+    steps = numpy.arange(len(losses))
+    residuals = numpy.asarray(losses) - numpy.polyval(numpy.polyfit(steps, losses, deg=2), steps)
+    return float(numpy.sqrt(numpy.mean(residuals**2))) / mean
 
 
 def throughput_drop_alert(current: float, best: float, drop: float) -> Alert | None:

@@ -70,6 +70,8 @@ class PreviewCallback(TrainerCallback):
         for listener in self.listeners:
             if close := getattr(listener, "close", None):
                 close()
+        if not self.recorded:
+            return
         log.info(
             "Previews: %d recorded (%d failed); training waited %.3fs on them during the steps and %.3fs at the end",
             self.recorded,
