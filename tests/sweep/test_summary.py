@@ -62,7 +62,7 @@ def test_csv_and_markdown_hold_every_row(sweep_dir):
     assert [row["job"] for row in table] == ["0", "1", "2", "10"]
     assert table[1]["best"] == "True" and table[1]["eval_loss"] == "0.9"
     markdown = (sweep_dir / "summary.md").read_text()
-    assert "| ★ | 1 | `train.learning_rate=2e-3` | completed | 0.8 | 0.9 | 1000 | 3.5 |" in markdown
+    assert "| ★ | 1 | `train.learning_rate=2e-3` | completed | 0.8 | 0.9 | 1,000 | 3.5 |" in markdown
     assert markdown.count("★") == 2  # the legend and the best row
 
 

@@ -110,12 +110,15 @@ def summary_markdown(rows: list[JobRow], shared: list[str], metric: str, mode: s
             row.job,
             f"`{row.overrides}`" if row.overrides else "",
             row.status,
-            *(format_number(value) for value in (row.final_loss, row.eval_loss, row.tokens_per_sec, row.runtime_sec)),
+            format_number(row.final_loss, ".4g"),
+            format_number(row.eval_loss, ".4g"),
+            format_number(row.tokens_per_sec, ",.0f"),
+            format_number(row.runtime_sec, ".1f"),
             row.run_dir,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def format_number(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+def format_number(value: float | None, spec: str) -> str:
+    return "" if value is None else f"{value:{spec}}"
