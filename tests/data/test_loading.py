@@ -104,13 +104,13 @@ def test_every_bad_line_is_listed_with_its_number_in_one_error(tmp_path):
     with pytest.raises(DataError) as caught:
         checked_records(str(path), PROFILE)
     assert caught.value.problems == [
-        f"{path}:2: invalid JSON (Expecting value at column 15)",
-        f"{path}:3: 'messages' must be a non-empty list",
-        f"{path}:4: messages[0].content must be a string",
-        f"{path}:5: messages[0].role must be one of system, user, assistant (got 'robot')",
-        f"{path}:6: no assistant turn: there is nothing to learn from this conversation",
-        f"{path}:7: expected 'messages', 'conversations' (ShareGPT) or 'prompt' + 'completion'; found keys 'text'",
-        f"{path}:8: conversations[0].from must be one of system, human, user, gpt, assistant (got 'alien')",
+        f"{path}:2 (example 1): invalid JSON (Expecting value at column 15)",
+        f"{path}:3 (example 2): 'messages' must be a non-empty list",
+        f"{path}:4 (example 3): messages[0].content must be a string",
+        f"{path}:5 (example 4): messages[0].role must be one of system, user, assistant (got 'robot')",
+        f"{path}:6 (example 5): no assistant turn: there is nothing to learn from this conversation",
+        f"{path}:7 (example 6): expected 'messages', 'conversations' (ShareGPT) or 'prompt' + 'completion'; found keys 'text'",
+        f"{path}:8 (example 7): conversations[0].from must be one of system, human, user, gpt, assistant (got 'alien')",
     ]
     assert str(caught.value).startswith("Invalid data (7 problems):\n")
 
@@ -119,7 +119,7 @@ def test_bad_rows_of_a_json_array_are_named_by_row(tmp_path):
     path = write_json(tmp_path / "bad.json", [{"messages": MESSAGES}, {"messages": []}])
     with pytest.raises(DataError) as caught:
         checked_records(str(path), PROFILE)
-    assert caught.value.problems == [f"{path} row 2: 'messages' must be a non-empty list"]
+    assert caught.value.problems == [f"{path} row 2 (example 1): 'messages' must be a non-empty list"]
 
 
 def test_skip_leaves_bad_records_out_and_counts_them(tmp_path, caplog):

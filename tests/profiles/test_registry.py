@@ -38,7 +38,7 @@ def test_plain_applies_only_the_system_prompt():
 
 
 @pytest.mark.parametrize("name", ["emoji_think", "regime3"])
-def test_bad_examples_are_reported_with_their_file_line_and_problem(make_config, tmp_path, name):
+def test_bad_examples_are_reported_with_their_file_line_index_and_problem(make_config, tmp_path, name):
     data = tmp_path / "bad.jsonl"
     data.write_text(
         '{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}\n'
@@ -49,6 +49,6 @@ def test_bad_examples_are_reported_with_their_file_line_and_problem(make_config,
     with pytest.raises(DataError) as caught:
         load_record_split(config.data, build_profile(config.profile, config.seed), config.seed)
     assert caught.value.problems == [
-        f"{data}:2: messages[0].role must be one of system, user, assistant (got 'robot')",
-        f"{data}:3: 'messages' must be a non-empty list",
+        f"{data}:2 (example 1): messages[0].role must be one of system, user, assistant (got 'robot')",
+        f"{data}:3 (example 2): 'messages' must be a non-empty list",
     ]

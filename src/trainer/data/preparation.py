@@ -71,7 +71,7 @@ def checked_records(
     for index, record in enumerate(records):
         example, found = checked_example(record, profile)
         if found:
-            problems.append(f"{record.location}: {'; '.join(found)}")
+            problems.append(f"{record.location} (example {index}): {'; '.join(found)}")
         else:
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
