@@ -7,7 +7,14 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    BatchEncoding,
+    GenerationConfig,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteriaList,
+)
 
 
 @dataclass(frozen=True)
@@ -26,17 +33,20 @@ def generate_answer(
     temperature: float = 0.0,
     logits_processor: LogitsProcessorList | None = None,
     seed: int = 0,
+    top_p: float | None = None,
+    stopping_criteria: StoppingCriteriaList | None = None,
 ) -> Generation:
     """Continue the rendered `prompt_text`: greedy, or sampled when `temperature` > 0 (seeded).
 
     The model generates in eval mode without gradients and goes back to the mode it was in; the
     global torch RNG streams are forked, so a training run draws the same numbers with or without
-    previews."""
-    inputs = tokenizer(prompt_text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    previews. `top_p` applies to sampling only; `stopping_criteria` may end generation early."""
+    inputs = encode_prompt(tokenizer, prompt_text).to(model.device)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=temperature > 0,
         temperature=temperature if temperature > 0 else None,
+        top_p=top_p if temperature > 0 else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     )
     was_training = model.training
@@ -45,13 +55,23 @@ def generate_answer(
     try:
         with torch.random.fork_rng(devices=accelerator_devices(model)), torch.no_grad():
             torch.manual_seed(seed)
-            output = model.generate(**inputs, generation_config=config, logits_processor=logits_processor)
+            output = model.generate(
+                **inputs,
+                generation_config=config,
+                logits_processor=logits_processor,
+                stopping_criteria=stopping_criteria,
+            )
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - started
     prompt_tokens = inputs["input_ids"].shape[1]
     new_tokens = output[0, prompt_tokens:]
     return Generation(tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens), seconds, prompt_tokens)
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt_text: str) -> BatchEncoding:
+    """The token ids of a rendered prompt: its special tokens are already in the text."""
+    return tokenizer(prompt_text, return_tensors="pt", add_special_tokens=False)
 
 
 def accelerator_devices(model: PreTrainedModel) -> list[int]:

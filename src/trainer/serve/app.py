@@ -3,70 +3,51 @@
 from __future__ import annotations
 
 import hmac
-import threading
 import time
 import uuid
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from pydantic import BaseModel
+from fastapi import Depends, FastAPI, Header, Request
 
-from trainer.preview.generation import Generation, generate_answer
-from trainer.serve.models import ModelCache, UnknownModelError
-
-DEFAULT_MAX_TOKENS = 256
-
-
-class ChatMessage(BaseModel):
-    role: str
-    content: str
+from trainer.serve.errors import ApiError, BodySizeLimit, install_error_handlers
+from trainer.serve.limits import ServerLimits
+from trainer.serve.models import ModelCache
+from trainer.serve.scheduler import GenerationScheduler, Job
+from trainer.serve.schemas import ChatCompletionRequest, GenerateRequest
 
 
-class ChatCompletionRequest(BaseModel):
-    model: str
-    messages: list[ChatMessage]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float = 0.0
-    seed: int = 0
-    stream: bool = False
-
-
-class GenerateRequest(BaseModel):
-    prompt: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    temperature: float = 0.0
-    model_id: str | None = None
-
-
-def create_app(models: ModelCache, token: str | None = None) -> FastAPI:
-    """The server's app; with `token`, every route but /health wants `Authorization: Bearer <token>`."""
+def create_app(models: ModelCache, limits: ServerLimits, token: str | None = None) -> FastAPI:
+    """The server's app; with `token`, every route wants `Authorization: Bearer <token>`, except
+    /health, which then tells an unauthorized caller only that the server is up."""
     app = FastAPI(title="trainer.serve")
-    # One generation at a time: they share the models, and a CPU or GPU is busy with one anyway.
-    generating = threading.Lock()
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    install_error_handlers(app)
+    scheduler = GenerationScheduler(models, limits)
+    app.state.scheduler = scheduler
+
+    def is_authorized(authorization: str | None) -> bool:
+        return token is None or hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
 
     def authorize(authorization: str | None = Header(default=None)) -> None:
-        if token is not None and not hmac.compare_digest(authorization or "", f"Bearer {token}"):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+        if not is_authorized(authorization):
+            raise ApiError(401, "missing or wrong bearer token", code="invalid_api_key")
 
-    def answer(
-        model_name: str | None, prompt: str | list[dict[str, str]], max_tokens: int, temperature: float, seed: int
-    ) -> Generation:
-        with generating:
-            try:
-                model, tokenizer = models.get(model_name)
-            except UnknownModelError as error:
-                raise HTTPException(status_code=404, detail=str(error)) from error
-            text = (
-                prompt
-                if isinstance(prompt, str)
-                else tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    def check_max_tokens(requested: int | None) -> None:
+        # Before the queue: a request that can never be served does not take a place in it.
+        if requested is not None and requested > limits.max_tokens:
+            raise ApiError(
+                400,
+                f"max_tokens={requested} is more than this server's limit of {limits.max_tokens} (--max-tokens)",
+                param="max_tokens",
+                code="invalid_value",
             )
-            return generate_answer(model, tokenizer, text, max_tokens, temperature, seed=seed)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "model": models.served_name}
+    def health(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        if not is_authorized(authorization):
+            return {"status": "ok"}
+        return {"status": "ok", "model": models.served_name, **scheduler.state(), "limits": asdict(limits)}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def list_models() -> dict[str, Any]:
@@ -74,34 +55,36 @@ def create_app(models: ModelCache, token: str | None = None) -> FastAPI:
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
-    def chat_completions(request: ChatCompletionRequest) -> dict[str, Any]:
-        if request.stream:
-            raise HTTPException(status_code=400, detail="streaming is not supported; send stream=false")
-        max_tokens = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
-        messages = [message.model_dump() for message in request.messages]
-        generation = answer(request.model, messages, max_tokens, request.temperature, request.seed)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> dict[str, Any]:
+        if body.stream:
+            raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
+        check_max_tokens(body.requested_tokens())
+        job = Job(body.model, body.chat(), body.requested_tokens(), body.temperature, body.top_p, body.seed or 0)
+        answer = await scheduler.run(job, request)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": request.model,
+            "model": body.model,
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": generation.text},
-                    "finish_reason": "length" if generation.tokens_generated >= max_tokens else "stop",
+                    "message": {"role": "assistant", "content": answer.text},
+                    "finish_reason": answer.finish_reason,
                 }
             ],
             "usage": {
-                "prompt_tokens": generation.prompt_tokens,
-                "completion_tokens": generation.tokens_generated,
-                "total_tokens": generation.prompt_tokens + generation.tokens_generated,
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+                "total_tokens": answer.prompt_tokens + answer.completion_tokens,
             },
         }
 
     @app.post("/generate", dependencies=[Depends(authorize)])
-    def generate(request: GenerateRequest) -> dict[str, Any]:
-        generation = answer(request.model_id, request.prompt, request.max_tokens, request.temperature, seed=0)
-        return {"text": generation.text, "tokens_generated": generation.tokens_generated}
+    async def generate(body: GenerateRequest, request: Request) -> dict[str, Any]:
+        check_max_tokens(body.max_tokens)
+        job = Job(body.model_id, body.prompt, body.max_tokens, body.temperature, top_p=1.0, seed=0)
+        answer = await scheduler.run(job, request)
+        return {"text": answer.text, "tokens_generated": answer.completion_tokens}
 
     return app
