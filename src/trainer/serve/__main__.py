@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from trainer.errors import UserError, describe_problems
 from trainer.serve.limits import ServerLimits
 
 log = logging.getLogger("trainer.serve")
@@ -72,6 +73,8 @@ def server_limits(arguments: argparse.Namespace) -> ServerLimits:
 
 def argument_problems(arguments: argparse.Namespace, limits: ServerLimits) -> list[str]:
     problems = limits.problems()
+    if not (Path(arguments.model) / "config.json").is_file():
+        problems.append(f"--model {arguments.model}: not a model directory (no config.json in it)")
     problems += [f"--allow-dir {path}: not a directory" for path in arguments.allow_dir if not path.is_dir()]
     if arguments.cache_size < 1:
         problems.append(f"--cache-size must be >= 1 (got {arguments.cache_size})")
@@ -81,17 +84,8 @@ def argument_problems(arguments: argparse.Namespace, limits: ServerLimits) -> li
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
-    try:
-        from trainer.serve.app import create_app
-        from trainer.serve.server import build_server
-    except ImportError as error:
-        sys.exit(f"trainer.serve needs the 'serve' extra: pip install 'trainer[serve]' ({error})")
-    import torch
-
-    from trainer.errors import UserError, describe_problems
-    from trainer.serve.models import ModelCache
-
     limits = server_limits(arguments)
+    # Before the slow imports: a mistyped flag is reported at once.
     if problems := argument_problems(arguments, limits):
         log.error("%s", describe_problems("python -m trainer.serve", problems))
         sys.exit(EXIT_USER_ERROR)
@@ -103,6 +97,15 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_USER_ERROR)
     if arguments.host not in LOOPBACK_HOSTS and token is None:
         log.warning("Serving on %s without a token: anyone who can reach it can use it", arguments.host)
+    try:
+        from trainer.serve.app import create_app
+        from trainer.serve.server import build_server
+    except ImportError as error:
+        sys.exit(f"trainer.serve needs the 'serve' extra: pip install 'trainer[serve]' ({error})")
+    import torch
+
+    from trainer.serve.models import ModelCache
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, arguments.dtype or ("bfloat16" if device == "cuda" else "float32"))
     models = ModelCache(
@@ -115,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         models.load(models.default_path)  # a bad --model fails here, not at the first request
-    except UserError as error:
-        log.error("%s", error)
+    except (UserError, OSError, ValueError) as error:
+        log.error("--model %s could not be loaded: %s", arguments.model, str(error).splitlines()[0])
         sys.exit(EXIT_USER_ERROR)
     build_server(create_app(models, limits, token), arguments.host, arguments.port).run()
 

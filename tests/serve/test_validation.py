@@ -1,0 +1,94 @@
+"""Invalid requests are 400s with OpenAI-style error bodies naming the parameter, never 500s,
+and valid ones get what they asked for."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from tests.serve.running import HELLO, SERVED_NAME, TOKEN
+
+INVALID = {
+    "no messages": ({"messages": []}, "messages"),
+    "max_tokens 0": ({"max_tokens": 0}, "max_tokens"),
+    "negative max_tokens": ({"max_tokens": -5}, "max_tokens"),
+    "max_completion_tokens 0": ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    "negative temperature": ({"temperature": -0.5}, "temperature"),
+    "temperature above 2": ({"temperature": 2.5}, "temperature"),
+    "top_p 0": ({"top_p": 0.0}, "top_p"),
+    "top_p above 1": ({"top_p": 1.5}, "top_p"),
+    "an unknown role": ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+    "content not text": ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+    "a huge seed": ({"seed": 2**64}, "seed"),
+    "two answers": ({"n": 2}, "n"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID)
+def test_an_invalid_parameter_is_a_400_that_names_it(server, case):
+    changes, param = INVALID[case]
+    request = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 2, **changes}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        server.client().chat.completions.create(**request)
+
+    assert refused.value.status_code == 400
+    assert refused.value.body["type"] == "invalid_request_error"
+    assert refused.value.body["param"] == param
+
+
+def test_streaming_is_refused_as_unsupported(server):
+    with pytest.raises(openai.BadRequestError) as refused:
+        server.client().chat.completions.create(model=SERVED_NAME, messages=HELLO, max_tokens=2, stream=True)
+    assert refused.value.body["param"] == "stream"
+
+
+def post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # The openai client will not send NaN (it is not JSON), but Python's json accepts it.
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "temperature"),
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": Infinity}', "temperature"),
+        (b'{"model": "tiny", "messages": [', "body"),
+        (b'["not", "an", "object"]', "body"),
+    ],
+)
+def test_a_body_no_client_library_would_send_is_a_400(server, body, param):
+    status, reply = post(f"{server.url}/v1/chat/completions", body)
+    assert status == 400
+    assert reply["error"]["param"] == param
+
+
+@pytest.mark.parametrize(("changes", "param"), [({"prompt": ""}, "prompt"), ({"max_tokens": 0}, "max_tokens")])
+def test_the_generate_route_validates_too(server, changes, param):
+    status, reply = post(f"{server.url}/generate", json.dumps({"prompt": "hi", "max_tokens": 2, **changes}).encode())
+    assert (status, reply["error"]["param"]) == (400, param)
+
+
+@pytest.mark.parametrize("max_tokens", [1, 3])
+def test_a_valid_request_gets_at_most_max_tokens(server, max_tokens):
+    reply = server.client().chat.completions.create(
+        model=SERVED_NAME, messages=HELLO, max_tokens=max_tokens, temperature=0.7, top_p=0.9, seed=2**63 - 1
+    )
+    assert 1 <= reply.usage.completion_tokens <= max_tokens
+    assert reply.choices[0].finish_reason in ("length", "stop")
+
+
+def test_without_max_tokens_the_answer_is_bounded_by_the_default(server):
+    reply = server.client().chat.completions.create(model=SERVED_NAME, messages=HELLO)
+    assert 1 <= reply.usage.completion_tokens <= 256
