@@ -5,12 +5,17 @@ server, TGI) and the seed system's `POST /generate` (`{prompt, max_tokens, tempe
 model_id}` -> `{text, tokens_generated}`). One round of previews runs at a time on a daemon
 thread; a round due while the previous one still waits for the server is recorded as skipped, so
 a slow or dead server costs the training loop nothing but the hand-off. Every request has a
-timeout and a bounded number of retries; failures become PreviewResults with their error.
+timeout and a bounded number of retries; every failure (refused, timed out, an HTTP error, bytes
+that are no HTTP, a body that is no UTF-8 JSON, JSON of the wrong shape) becomes one
+PreviewResult with its cause. The end of training waits at most `timeout_sec` for the server.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
+import os
 import threading
 import time
 import urllib.error
@@ -22,16 +27,24 @@ from trainer.config import PreviewConfig, RemotePreviewConfig
 from trainer.errors import UserError
 from trainer.preview.base import PreviewPrompt, PreviewRequest, PreviewResult
 
+log = logging.getLogger(__name__)
+
 PROTOCOLS = ("openai", "generate")
 # The model name that asks trainer.serve for the model it was started with.
 DEFAULT_MODEL_NAME = "default"
 RETRY_BACKOFF_SEC = 0.5
-# Waiting a little longer than the requests may take lets a timed-out request report its own error.
-WAIT_MARGIN_SEC = 1.0
+# A reply larger than this is no preview answer; reading it all could exhaust memory.
+MAX_REPLY_BYTES = 16 * 2**20
 
 
 class RemoteError(Exception):
-    """The server did not answer, or answered with an error."""
+    """The server did not answer, or answered with an error or something that is no answer.
+    `retryable`: asking again may help (no connection, a timeout, a 5xx), as opposed to a refusal
+    or a malformed reply, which would come again."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def read_token(config: RemotePreviewConfig, environ: Mapping[str, str]) -> str | None:
@@ -65,10 +78,7 @@ class RemoteClient:
                     "temperature": self.temperature,
                 },
             )
-            try:
-                return reply["choices"][0]["message"]["content"] or "", int(reply["usage"]["completion_tokens"])
-            except (KeyError, IndexError, TypeError, ValueError) as error:
-                raise RemoteError(f"unexpected chat completion reply: {str(reply)[:200]}") from error
+            return read_chat_completion(reply)
         reply = self.post(
             "/generate",
             {
@@ -78,24 +88,20 @@ class RemoteClient:
                 "model_id": model,
             },
         )
-        try:
-            return str(reply["text"]), int(reply["tokens_generated"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise RemoteError(f"unexpected /generate reply: {str(reply)[:200]}") from error
+        return read_generate_reply(reply)
 
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, path: str, body: dict[str, Any]) -> Any:
         attempts = self.remote.retries + 1
         for attempt in range(1, attempts + 1):
             try:
                 return self.post_once(path, body)
             except RemoteError as error:
-                retryable = not isinstance(error.__cause__, urllib.error.HTTPError) or error.__cause__.code >= 500
-                if not retryable or attempt == attempts:
+                if not error.retryable or attempt == attempts:
                     raise RemoteError(f"{error} (attempt {attempt} of {attempts})") from error
                 time.sleep(RETRY_BACKOFF_SEC * attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def post_once(self, path: str, body: dict[str, Any]) -> Any:
         url = self.remote.url.rstrip("/") + path
         headers = {"Content-Type": "application/json"}
         if self.token:
@@ -103,21 +109,62 @@ class RemoteClient:
         request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.remote.timeout_sec) as response:
-                return json.loads(response.read())
+                raw = response.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:300]
-            raise RemoteError(f"POST {url}: HTTP {error.code} {detail}") from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            retryable = error.code >= 500 or error.code == 429
+            raise RemoteError(f"POST {url}: HTTP {error.code} {error_detail(error)}", retryable) from error
+        except http.client.HTTPException as error:  # bytes that are no HTTP reply, a cut-off reply
+            raise RemoteError(f"POST {url}: not a valid HTTP reply ({type(error).__name__}: {error})", True) from error
+        except OSError as error:  # refused, reset, timed out (URLError is an OSError)
             reason = getattr(error, "reason", error)
-            raise RemoteError(f"POST {url}: {type(reason).__name__}: {reason}") from error
-        except json.JSONDecodeError as error:
-            raise RemoteError(f"POST {url}: the reply is not JSON") from error
+            raise RemoteError(f"POST {url}: {type(reason).__name__}: {reason}", True) from error
+        if len(raw) > MAX_REPLY_BYTES:
+            raise RemoteError(f"POST {url}: the reply is larger than {MAX_REPLY_BYTES} bytes")
+        return decode_json(raw, url)
 
-    def round_budget_sec(self, prompts: int) -> float:
-        """The longest one round of `prompts` can take: every attempt timing out, plus backoff."""
-        attempts = self.remote.retries + 1
-        backoff = RETRY_BACKOFF_SEC * attempts * (attempts - 1) / 2
-        return prompts * (attempts * self.remote.timeout_sec + backoff)
+
+def error_detail(error: urllib.error.HTTPError) -> str:
+    """The start of an error reply's body, when it can be read at all."""
+    try:
+        return error.read(300).decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return "(its body could not be read)"
+
+
+def decode_json(raw: bytes, url: str) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RemoteError(f"POST {url}: the reply is not UTF-8 text ({error})") from error
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise RemoteError(f"POST {url}: the reply is not JSON: {text[:100]!r}") from error
+
+
+def read_chat_completion(reply: Any) -> tuple[str, int]:
+    """(content, completion tokens) of an OpenAI chat completion; a null content is an empty answer."""
+    try:
+        content, tokens = reply["choices"][0]["message"]["content"], reply["usage"]["completion_tokens"]
+    except (KeyError, IndexError, TypeError) as error:
+        raise RemoteError(f"unexpected chat completion reply: {str(reply)[:200]}") from error
+    return checked_answer("" if content is None else content, tokens, "chat completion")
+
+
+def read_generate_reply(reply: Any) -> tuple[str, int]:
+    try:
+        text, tokens = reply["text"], reply["tokens_generated"]
+    except (KeyError, TypeError) as error:
+        raise RemoteError(f"unexpected /generate reply: {str(reply)[:200]}") from error
+    return checked_answer(text, tokens, "/generate")
+
+
+def checked_answer(text: Any, tokens: Any, kind: str) -> tuple[str, int]:
+    if not isinstance(text, str):
+        raise RemoteError(f"unexpected {kind} reply: the answer is {type(text).__name__} {str(text)[:50]}, not text")
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+        raise RemoteError(f"unexpected {kind} reply: the token count is {tokens!r}, not a count")
+    return text, tokens
 
 
 class RemotePreviewBackend:
@@ -132,6 +179,8 @@ class RemotePreviewBackend:
         self.pending: list[PreviewPrompt] = []
         self.pending_step = 0
         self.worker: threading.Thread | None = None
+        # When the end of training stops waiting for the server (set by the first wait()).
+        self.end_deadline: float | None = None
 
     def submit(self, request: PreviewRequest) -> None:
         with self.lock:
@@ -149,12 +198,18 @@ class RemotePreviewBackend:
 
     def model_for(self, checkpoint: str | None) -> str:
         if self.remote.send_checkpoint and checkpoint:
-            return checkpoint
+            # Absolute: the server resolves a relative path against its own working directory.
+            return os.path.abspath(checkpoint)
         return self.remote.model or DEFAULT_MODEL_NAME
 
     def run_round(self, step: int, prompts: list[PreviewPrompt], model: str) -> None:
         for prompt in prompts:
-            result = self.preview(prompt, step, model)
+            try:
+                result = self.preview(prompt, step, model)
+            except Exception as error:
+                # Whatever else breaks is this preview's recorded failure, never a thread traceback.
+                log.debug("Remote preview failed unexpectedly", exc_info=True)
+                result = self.failure(prompt, step, f"{type(error).__name__}: {error}", model=model)
             with self.lock:
                 if prompt in self.pending:
                     self.pending.remove(prompt)
@@ -181,14 +236,19 @@ class RemotePreviewBackend:
         return finished
 
     def wait(self) -> list[PreviewResult]:
-        """Wait for the running round, at most as long as its requests may take; prompts still
-        unanswered then are recorded as failures (a late answer is dropped)."""
-        with self.lock:
-            budget = self.client.round_budget_sec(len(self.pending)) + WAIT_MARGIN_SEC
+        """At the end of training: wait for the running round. The first call starts the end's
+        budget of `timeout_sec`, which later calls share, so the end of training waits at most
+        `timeout_sec` for the server in all; prompts still unanswered then are recorded as
+        failures (a late answer is dropped)."""
+        if self.end_deadline is None:
+            self.end_deadline = time.monotonic() + self.remote.timeout_sec
         if self.worker is not None:
-            self.worker.join(timeout=budget)
+            self.worker.join(timeout=max(0.0, self.end_deadline - time.monotonic()))
         with self.lock:
-            late = f"no answer within {budget:.1f}s, the most this round's requests may take"
+            late = (
+                "no answer before the end of training, which waits at most "
+                f"preview.remote.timeout_sec={self.remote.timeout_sec:g}s for the server"
+            )
             self.finished += [self.failure(prompt, self.pending_step, late) for prompt in self.pending]
             self.pending = []
         return self.collect()
