@@ -88,8 +88,10 @@ class RemotePreviewConfig:
     # The model name sent while no checkpoint exists (or always, with send_checkpoint=false);
     # None asks trainer.serve for the model it was started with.
     model: str | None = None
-    # Send the newest checkpoint directory as the model, for a server that shares the filesystem.
+    # Send the newest checkpoint directory (absolute) as the model, for a server that shares the
+    # filesystem; trainer.serve serves it only when started with --allow-dir over the runs' directory.
     send_checkpoint: bool = True
+    # Per request; also the longest the end of training waits for the server, all rounds together.
     timeout_sec: float = 30.0
     retries: int = 1
     # The NAME of an environment variable holding a bearer token; the token itself is never

@@ -102,6 +102,11 @@ FAILURES = {
     "generate without text": ("generate", http_reply(b'{"tokens_generated": 1}'), "unexpected /generate reply"),
     "a server error, retried": ("openai", http_reply(b"boom", "500 Oops"), "HTTP 500 boom (attempt 2 of 2)"),
     "a refusal, not retried": ("openai", http_reply(b"no", "404 Not Found"), "HTTP 404 no (attempt 1 of 2)"),
+    "an OpenAI-style refusal": (
+        "openai",
+        http_reply(b'{"error": {"message": "no such model", "code": "model_not_found"}}', "404 Not Found"),
+        "HTTP 404 no such model (attempt 1 of 2)",
+    ),
 }
 
 

@@ -124,11 +124,15 @@ class RemoteClient:
 
 
 def error_detail(error: urllib.error.HTTPError) -> str:
-    """The start of an error reply's body, when it can be read at all."""
+    """What an error reply says: an OpenAI-style error's message, else the start of its body."""
     try:
-        return error.read(300).decode(errors="replace")
+        body = error.read(2000).decode(errors="replace")
     except (OSError, http.client.HTTPException):
         return "(its body could not be read)"
+    try:
+        return str(json.loads(body)["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return body[:300]
 
 
 def decode_json(raw: bytes, url: str) -> Any:
