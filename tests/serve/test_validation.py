@@ -92,3 +92,10 @@ def test_a_valid_request_gets_at_most_max_tokens(server, max_tokens):
 def test_without_max_tokens_the_answer_is_bounded_by_the_default(server):
     reply = server.client().chat.completions.create(model=SERVED_NAME, messages=HELLO)
     assert 1 <= reply.usage.completion_tokens <= 256
+
+
+def test_null_parameters_mean_their_defaults(server):
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 2, "temperature": None, "top_p": None, "seed": None}
+    status, reply = post(f"{server.url}/v1/chat/completions", json.dumps(body).encode())
+    assert status == 200
+    assert 1 <= reply["usage"]["completion_tokens"] <= 2

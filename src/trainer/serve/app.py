@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from trainer.serve.errors import ApiError, BodySizeLimit, install_error_handlers
 from trainer.serve.limits import ServerLimits
 from trainer.serve.models import ModelCache
-from trainer.serve.scheduler import GenerationScheduler, Job
+from trainer.serve.scheduler import GenerationScheduler
 from trainer.serve.schemas import ChatCompletionRequest, GenerateRequest
 
 
@@ -59,8 +59,7 @@ def create_app(models: ModelCache, limits: ServerLimits, token: str | None = Non
         if body.stream:
             raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
         check_max_tokens(body.requested_tokens())
-        job = Job(body.model, body.chat(), body.requested_tokens(), body.temperature, body.top_p, body.seed or 0)
-        answer = await scheduler.run(job, request)
+        answer = await scheduler.run(body.job(), request)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -83,8 +82,7 @@ def create_app(models: ModelCache, limits: ServerLimits, token: str | None = Non
     @app.post("/generate", dependencies=[Depends(authorize)])
     async def generate(body: GenerateRequest, request: Request) -> dict[str, Any]:
         check_max_tokens(body.max_tokens)
-        job = Job(body.model_id, body.prompt, body.max_tokens, body.temperature, top_p=1.0, seed=0)
-        answer = await scheduler.run(job, request)
+        answer = await scheduler.run(body.job(), request)
         return {"text": answer.text, "tokens_generated": answer.completion_tokens}
 
     return app

@@ -61,6 +61,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{field_name(problem)}: {problem['msg']}" for problem in problems)
         return error_response(400, message, field_name(problems[0]) if problems else None, "invalid_value")
 
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, error: Exception) -> JSONResponse:
+        # A bug or an out-of-memory: the traceback goes to the server's log, not to the client.
+        return error_response(500, "the server failed to answer this request; its log says why")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, str(error.detail), headers=error.headers)
