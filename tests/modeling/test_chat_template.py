@@ -117,7 +117,7 @@ def test_gemma_gets_the_system_prompt_in_its_first_user_turn_and_says_so_once(ca
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
         "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
     )
-    assert sum("has no system role" in record.message for record in caplog.records) == 1
+    assert sum("has no system role" in record.getMessage() for record in caplog.records) == 1
 
 
 def test_mistral_keeps_the_system_prompt_in_the_last_user_turn_as_it_does_for_generation():

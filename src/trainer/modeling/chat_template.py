@@ -161,13 +161,13 @@ def system_placement(tokenizer: PreTrainedTokenizerBase, name: str, probe: list[
             raw_render(tokenizer, probe[1:])
         except Exception:
             raise TemplateError(f"{name} refuses a plain conversation ({refusal}); {CHANGE_TEMPLATE}") from None
-        log.info("%s has no system role (%s): system prompts are folded into the first user turn", name, refusal)
+        log.info("System prompts are folded into the first user turn: %s has no system role (%s)", name, refusal)
         return "first"
     if "PROBE-SYSTEM" in text:
         return ""
     log.info(
-        "%s drops the system prompt unless the conversation ends with a user turn: it is folded into "
-        "the last user turn, where the template puts it for generation",
+        "System prompts are folded into the last user turn, where %s puts them for generation "
+        "(it drops them from conversations that end with an answer)",
         name,
     )
     return "last"
