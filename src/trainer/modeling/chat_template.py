@@ -63,6 +63,8 @@ class TemplateLayout:
     name: str
     # What add_generation_prompt appends: the model's answer starts after it ("" when ignored).
     generation_prompt: str
+    # That prompt cut at each of its token boundaries, longest first (see `generation_prompt_heads`).
+    answer_headers: tuple[str, ...]
     # What closes every answer (whitespace after it excluded): learned with the answer.
     end_of_turn: str
     # Where the system prompt goes: "" where the template puts it; "first" (no system role, as
@@ -147,7 +149,8 @@ def learn_layout(tokenizer: PreTrainedTokenizerBase) -> TemplateLayout:
         raise TemplateError(
             f"{name} renders no end-of-turn text after an answer, so none can be learned; {CHANGE_TEMPLATE}"
         )
-    layout = TemplateLayout(name, generation_prompt, end_of_turn, system_into)
+    headers = generation_prompt_heads(tokenizer, generation_prompt)
+    layout = TemplateLayout(name, generation_prompt, headers, end_of_turn, system_into)
     check_against_prefixes(tokenizer, layout, conversation)
     return layout
 
@@ -260,7 +263,6 @@ def locate_answers(
     tokenizer: PreTrainedTokenizerBase, layout: TemplateLayout, conversation: list[dict]
 ) -> tuple[str, list[tuple[int, int]]]:
     text = render_or_refuse(tokenizer, layout, conversation)
-    headers = generation_prompt_heads(tokenizer, layout.generation_prompt)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for message in conversation:
@@ -273,7 +275,7 @@ def locate_answers(
             found = earliest(text, rendered_forms(message["content"]), cursor)
             cursor = found[1] if found else cursor
             continue
-        header = earliest(text, headers, cursor)
+        header = earliest(text, list(layout.answer_headers), cursor)
         start = header[1] if header else cursor
         answer = earliest(text, [form + layout.end_of_turn for form in rendered_forms(message["content"])], start)
         # Between the header and the answer only what the template inserts (Qwen3's empty think
@@ -288,13 +290,13 @@ def locate_answers(
     return text, spans
 
 
-def generation_prompt_heads(tokenizer: PreTrainedTokenizerBase, generation_prompt: str) -> list[str]:
+def generation_prompt_heads(tokenizer: PreTrainedTokenizerBase, generation_prompt: str) -> tuple[str, ...]:
     """The generation prompt cut at each of its token boundaries, longest first: earlier answers
     may carry only its start (DeepSeek-R1's prompt ends with `<think>\\n`, its history does not)."""
     if not generation_prompt:
-        return []
+        return ()
     ends = sorted({len(generation_prompt), *token_ends(tokenizer, generation_prompt)}, reverse=True)
-    return [generation_prompt[:end] for end in ends if end > 0]
+    return tuple(generation_prompt[:end] for end in ends if end > 0)
 
 
 def rendered_forms(content: str) -> list[str]:
