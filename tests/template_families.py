@@ -14,6 +14,30 @@ from trainer.modeling.tiny import build_tokenizer
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
 
+# Multi-turn conversations: with a system prompt, without one (answers with outer spaces), unicode.
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is 2 + 2?"},
+    {"role": "assistant", "content": "2 + 2 = 4"},
+    {"role": "user", "content": "And 3 * 3?"},
+    {"role": "assistant", "content": "3 * 3 = 9"},
+]
+NO_SYSTEM = [
+    {"role": "user", "content": "Name a prime."},
+    {"role": "assistant", "content": "7"},
+    {"role": "user", "content": "Another one?"},
+    {"role": "assistant", "content": " 11 is prime too. "},
+    {"role": "user", "content": "And the next?"},
+    {"role": "assistant", "content": "13"},
+]
+UNICODE = [
+    {"role": "system", "content": "Réponds en bref — 简短回答."},
+    {"role": "user", "content": "Wie heißt die Hauptstadt von 日本? 🤔"},
+    {"role": "assistant", "content": "東京 (Tōkyō) ✨🛑🛑"},
+    {"role": "user", "content": "Und von Ελλάδα?"},
+    {"role": "assistant", "content": "Αθήνα 🏛️"},
+]
+
 
 @dataclass(frozen=True)
 class Family:

@@ -6,33 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.template_families import FAMILIES, family_tokenizer, rendered_answer
+from tests.template_families import CONVERSATION, FAMILIES, NO_SYSTEM, UNICODE, family_tokenizer, rendered_answer
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
-from trainer.modeling.chat_template import TemplateError, check_against_prefixes, fold_system_prompt, template_layout
+from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_tokenizer
-
-CONVERSATION = [
-    {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "What is 2 + 2?"},
-    {"role": "assistant", "content": "2 + 2 = 4"},
-    {"role": "user", "content": "And 3 * 3?"},
-    {"role": "assistant", "content": "3 * 3 = 9"},
-]
-NO_SYSTEM = [
-    {"role": "user", "content": "Name a prime."},
-    {"role": "assistant", "content": "7"},
-    {"role": "user", "content": "Another one?"},
-    {"role": "assistant", "content": " 11 is prime too. "},
-    {"role": "user", "content": "And the next?"},
-    {"role": "assistant", "content": "13"},
-]
-UNICODE = [
-    {"role": "system", "content": "Réponds en bref — 简短回答."},
-    {"role": "user", "content": "Wie heißt die Hauptstadt von 日本? 🤔"},
-    {"role": "assistant", "content": "東京 (Tōkyō) ✨🛑🛑"},
-    {"role": "user", "content": "Und von Ελλάδα?"},
-    {"role": "assistant", "content": "Αθήνα 🏛️"},
-]
 
 
 def with_marker_text(family: str) -> list[dict[str, str]]:
@@ -87,26 +64,6 @@ def test_marker_text_inside_turns_is_neither_a_turn_nor_missed(family):
     assert learned_text(tokenizer, example) == expected_answers(family, messages)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_layout_learned_from_the_probe_is_the_familys(family):
-    layout = template_layout(family_tokenizer(family))
-    expected = FAMILIES[family]
-    assert (layout.generation_prompt, layout.end_of_turn, layout.system_into) == (
-        expected.generation_prompt,
-        expected.end_of_turn,
-        expected.system_into,
-    )
-
-
-@pytest.mark.parametrize("family", ["llama-3.2", "gemma-2"])
-@pytest.mark.parametrize("messages", [CONVERSATION, NO_SYSTEM, UNICODE], ids=["system", "no-system", "unicode"])
-def test_where_prefixes_extend_the_spans_agree_with_the_prefix_method(family, messages):
-    tokenizer = family_tokenizer(family)
-    layout = template_layout(tokenizer)
-    conversation = fold_system_prompt(messages, layout.system_into)
-    assert check_against_prefixes(tokenizer, layout, conversation)
-
-
 def test_a_template_that_raises_on_a_conversation_is_a_template_error():
     tokenizer = family_tokenizer("gemma-2")
     two_users = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, *NO_SYSTEM[1:2]]
@@ -133,3 +90,22 @@ def test_truncation_cuts_to_max_length_and_is_reported(tokenizer):
     example = tokenize_with_assistant_mask(tokenizer, CONVERSATION, max_length=20)
     assert len(example.input_ids) == len(example.labels) == 20
     assert example.truncated and not example.has_assistant_tokens
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [
+        ("qwen3", ["Paris.<|im_end|>", "<think>\nThe capital.\n</think>\n\nRome.<|im_end|>"]),
+        # DeepSeek-R1 keeps what follows </think> as it is, blank lines included.
+        ("deepseek-r1", ["\n\nParis.<｜end▁of▁sentence｜>", "Rome.<｜end▁of▁sentence｜>"]),
+    ],
+)
+def test_reasoning_is_learned_only_where_the_template_keeps_it(family, expected):
+    messages = [
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "<think>\nIt is Paris.\n</think>\n\nParis."},
+        {"role": "user", "content": "And of Italy?"},
+        {"role": "assistant", "content": "<think>The capital.</think>Rome."},
+    ]
+    tokenizer = family_tokenizer(family)
+    assert learned_text(tokenizer, tokenize_with_assistant_mask(tokenizer, messages, max_length=512)) == expected

@@ -1,9 +1,7 @@
 """Chat templates: the tokenizer's own where it suits and can be masked, ChatML (with its tokens)
-otherwise; system prompts folded where the template needs it."""
+otherwise."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -11,7 +9,8 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.template_families import FAMILIES, family_tokenizer
 from trainer.errors import UserError
-from trainer.modeling.chat_template import CHATML_TEMPLATE, TemplateError, ensure_chat_template, render_conversation
+from trainer.modeling.chat_template import CHATML_TEMPLATE, ensure_chat_template
+from trainer.modeling.template_layout import TemplateError
 
 # Closes each turn with </s>, so its answers can be located.
 OWN_TEMPLATE = (
@@ -20,12 +19,7 @@ OWN_TEMPLATE = (
 )
 NO_END_OF_TURN = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 RAISING = "{{ raise_exception('This template only renders tool calls') }}"
-CONVERSATION = [
-    {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "Hi"},
-    {"role": "assistant", "content": "Hello"},
-    {"role": "user", "content": "Bye"},
-]
+REWRITING = "{% for message in messages %}{{ message['content'] | lower + '</s>' }}{% endfor %}"
 
 
 def word_tokenizer(chat_template: str | None = None) -> PreTrainedTokenizerFast:
@@ -99,32 +93,15 @@ def test_asking_for_a_missing_own_template_is_a_user_error():
             "end-of-turn text after an answer, so none can be learned; change model.chat_template "
             "(auto|chatml|tokenizer)",
         ),
+        (
+            REWRITING,
+            "the chat template \"{% for message in messages %}{{ message['content'] | lowe...\" does not "
+            "render assistant answers as given; change model.chat_template (auto|chatml|tokenizer)",
+        ),
     ],
-    ids=["raising", "unmaskable"],
+    ids=["raising", "unmaskable", "rewriting"],
 )
 def test_an_unusable_own_template_is_one_line_naming_it_and_the_key(template, message):
     with pytest.raises(TemplateError) as caught:
         ensure_chat_template(word_tokenizer(template), "tokenizer")
     assert str(caught.value) == message
-
-
-def test_gemma_gets_the_system_prompt_in_its_first_user_turn_and_says_so_once(caplog):
-    tokenizer = family_tokenizer("gemma-2")
-    tokenizer.chat_template += "{# a fresh template, probed anew #}"
-    with caplog.at_level(logging.INFO, logger="trainer.modeling.chat_template"):
-        texts = [render_conversation(tokenizer, CONVERSATION, generation_prompt=True) for _ in range(3)]
-    assert texts[0] == (
-        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
-        "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
-    )
-    assert sum("has no system role" in record.getMessage() for record in caplog.records) == 1
-
-
-def test_mistral_keeps_the_system_prompt_in_the_last_user_turn_as_it_does_for_generation():
-    tokenizer = family_tokenizer("mistral-nemo")
-    assert render_conversation(tokenizer, CONVERSATION, generation_prompt=True) == tokenizer.apply_chat_template(
-        CONVERSATION, tokenize=False, add_generation_prompt=True
-    )
-    assert render_conversation(tokenizer, [*CONVERSATION, {"role": "assistant", "content": "Ciao"}]) == (
-        "<s>[INST]Hi[/INST]Hello</s>[INST]Be brief.\n\nBye[/INST]Ciao</s>"
-    )

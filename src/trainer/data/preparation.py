@@ -19,7 +19,7 @@ from trainer.data.cache import cache_key, load_cached, save_cached
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import DataError, Record, read_records, resolve_data_path
 from trainer.data.tokenization import tokenize_with_assistant_mask
-from trainer.modeling.chat_template import TemplateError
+from trainer.modeling.template_layout import TemplateError
 from trainer.profiles.base import Profile
 
 log = logging.getLogger(__name__)

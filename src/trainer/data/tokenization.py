@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from trainer.modeling.chat_template import assistant_answer_spans
+from trainer.modeling.template_layout import assistant_answer_spans
 
 IGNORE_INDEX = -100
 

@@ -8,7 +8,7 @@ import random
 from transformers import PreTrainedTokenizerBase
 
 from trainer.data.loading import Record
-from trainer.modeling.chat_template import render_conversation
+from trainer.modeling.template_layout import render_conversation
 from trainer.preview.base import PreviewPrompt
 from trainer.profiles.base import Profile
 
