@@ -41,6 +41,9 @@ PROBE = (
 )
 
 
+PLAIN = "a plain conversation"
+
+
 class TemplateError(UserError):
     """The chat template refuses a conversation, or its answers cannot be located in its rendering."""
 
@@ -90,9 +93,10 @@ def learn_layout(tokenizer: PreTrainedTokenizerBase) -> TemplateLayout:
     system_into = system_placement(tokenizer, name, probe)
     conversation = fold_system_prompt(probe, system_into)
     head = conversation[: next(i for i, message in enumerate(conversation) if message["role"] == "assistant")]
-    with_prompt, without = probe_render(tokenizer, name, head, True), probe_render(tokenizer, name, head)
+    with_prompt = render_or_refuse(tokenizer, name, head, True, refused=PLAIN)
+    without = render_or_refuse(tokenizer, name, head, refused=PLAIN)
     generation_prompt = with_prompt[len(common_token_prefix(tokenizer, with_prompt, without)) :]
-    text = probe_render(tokenizer, name, conversation)
+    text = render_or_refuse(tokenizer, name, conversation, refused=PLAIN)
     answers = ("PROBE-ANSWER-1", "PROBE-ANSWER-2")
     if not all(answer in text for answer in answers):
         raise TemplateError(f"{name} does not render assistant answers as given; {CHANGE_TEMPLATE}")
@@ -113,7 +117,7 @@ def system_placement(tokenizer: PreTrainedTokenizerBase, name: str, probe: list[
     try:
         text = raw_render(tokenizer, probe)
     except Exception as refusal:  # whatever a template raises is the template's refusal
-        probe_render(tokenizer, name, probe[1:])
+        render_or_refuse(tokenizer, name, probe[1:], refused=PLAIN)
         log.info("System prompts are folded into the first user turn: %s has no system role (%s)", name, refusal)
         return "first"
     if "PROBE-SYSTEM" in text:
@@ -124,15 +128,6 @@ def system_placement(tokenizer: PreTrainedTokenizerBase, name: str, probe: list[
         name,
     )
     return "last"
-
-
-def probe_render(
-    tokenizer: PreTrainedTokenizerBase, name: str, messages: list[dict], generation_prompt: bool = False
-) -> str:
-    try:
-        return raw_render(tokenizer, messages, generation_prompt)
-    except Exception as error:  # whatever a template raises is the template's refusal
-        raise TemplateError(f"{name} refuses a plain conversation ({error}); {CHANGE_TEMPLATE}") from None
 
 
 def common_token_prefix(tokenizer: PreTrainedTokenizerBase, first: str, second: str) -> str:
@@ -196,16 +191,21 @@ def render_conversation(
     needs it); a template that refuses it raises `TemplateError`."""
     layout = template_layout(tokenizer)
     conversation = fold_system_prompt(messages, layout.system_into)
-    return render_or_refuse(tokenizer, layout, conversation, generation_prompt)
+    return render_or_refuse(tokenizer, layout.name, conversation, generation_prompt)
 
 
 def render_or_refuse(
-    tokenizer: PreTrainedTokenizerBase, layout: TemplateLayout, messages: list[dict], generation_prompt: bool = False
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    messages: list[dict],
+    generation_prompt: bool = False,
+    refused: str = "this conversation",
 ) -> str:
+    """The rendering; whatever the template raises is its refusal, reported as `TemplateError`."""
     try:
         return raw_render(tokenizer, messages, generation_prompt)
-    except Exception as error:  # whatever a template raises is the template's refusal
-        raise TemplateError(f"{layout.name} refuses this conversation ({error}); {CHANGE_TEMPLATE}") from None
+    except Exception as error:
+        raise TemplateError(f"{name} refuses {refused} ({error}); {CHANGE_TEMPLATE}") from None
 
 
 def assistant_answer_spans(
@@ -221,7 +221,7 @@ def assistant_answer_spans(
 def locate_answers(
     tokenizer: PreTrainedTokenizerBase, layout: TemplateLayout, conversation: list[dict]
 ) -> tuple[str, list[tuple[int, int]]]:
-    text = render_or_refuse(tokenizer, layout, conversation)
+    text = render_or_refuse(tokenizer, layout.name, conversation)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for message in conversation:
