@@ -43,8 +43,8 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
     # Where built tiny models are cached (keyed by their shape); "~" is expanded.
     cache_dir: str = "~/.cache/trainer"
-    # auto: the tokenizer's own template unless it has none or injects <think> blocks, then ChatML;
-    # chatml: always ChatML; tokenizer: always the tokenizer's own.
+    # auto: the tokenizer's own template unless it has none, injects <think> blocks or cannot be
+    # masked, then ChatML; chatml: always ChatML; tokenizer: always the tokenizer's own.
     chat_template: str = "auto"
     # The sequence length this model trains at by default (data.max_length follows it).
     max_length: int = 512

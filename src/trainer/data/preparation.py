@@ -19,6 +19,7 @@ from trainer.data.cache import cache_key, load_cached, save_cached
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import DataError, Record, read_records, resolve_data_path
 from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.modeling.template_layout import TemplateError
 from trainer.profiles.base import Profile
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,10 @@ def tokenize_records(
     truncated = dropped = 0
     for index, record in tqdm(records, desc=f"Tokenizing the {name} set", unit="example", disable=None):
         example = profile.transform_example(record.example, index, system_prompt)
-        tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
+        try:
+            tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
+        except TemplateError as error:
+            raise TemplateError(f"{record.location} (example {index}): {error}") from None
         truncated += tokenized.truncated
         if not tokenized.has_assistant_tokens:
             dropped += 1

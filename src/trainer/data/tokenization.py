@@ -1,8 +1,9 @@
 """Tokenizing a conversation with labels on assistant tokens only.
 
-The assistant spans come from the chat template itself: each assistant turn is the text that
-rendering the conversation up to and including that turn adds after the generation prompt of the
-conversation before it. Every assistant turn is learned, including its end-of-turn token.
+The conversation is rendered once with the run's chat template; the template module says where
+each assistant answer lies in that text (its rendered content plus the end-of-turn text that
+closes it), and the tokens inside those spans are learned. A pure function of the tokenizer and
+the messages: every assistant turn is learned, including its end-of-turn token(s).
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from trainer.modeling.template_layout import assistant_answer_spans
+
 IGNORE_INDEX = -100
-
-
-class TemplateError(Exception):
-    """The chat template renders a conversation differently from its own prefixes."""
 
 
 @dataclass
@@ -29,37 +28,24 @@ class TokenizedExample:
         return any(label != IGNORE_INDEX for label in self.labels)
 
 
-def render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def assistant_char_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the [start, end) character span of each assistant turn."""
-    text = render(tokenizer, messages)
-    spans = []
-    for position, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = render(tokenizer, messages[:position], generation_prompt=True)
-        through_turn = render(tokenizer, messages[: position + 1])
-        if not (through_turn.startswith(prompt) and text.startswith(through_turn)):
-            raise TemplateError(
-                "the chat template does not render conversations as extensions of their prefixes, "
-                "so assistant turns cannot be located; use a ChatML-style template"
-            )
-        # Whitespace after the end-of-turn token belongs to the template, not to the answer.
-        spans.append((len(prompt), len(through_turn.rstrip())))
-    return text, spans
-
-
 def tokenize_with_assistant_mask(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict], max_length: int
 ) -> TokenizedExample:
-    text, spans = assistant_char_spans(tokenizer, messages)
+    text, spans = assistant_answer_spans(tokenizer, messages)
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = encoding["input_ids"]
-    labels = [
-        token if any(start <= token_start and token_end <= end for start, end in spans) else IGNORE_INDEX
-        for token, (token_start, token_end) in zip(input_ids, encoding["offset_mapping"], strict=True)
-    ]
+    labels = assistant_labels(input_ids, encoding["offset_mapping"], spans)
     return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated=len(input_ids) > max_length)
+
+
+def assistant_labels(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Each token's id where it lies inside an answer span, IGNORE_INDEX elsewhere; one pass over
+    tokens and spans together, both in text order."""
+    labels, remaining = [], iter(spans)
+    span = next(remaining, None)
+    for token, (start, end) in zip(input_ids, offsets, strict=True):
+        while span is not None and start >= span[1]:
+            span = next(remaining, None)
+        inside = span is not None and span[0] <= start and end <= span[1]
+        labels.append(token if inside else IGNORE_INDEX)
+    return labels

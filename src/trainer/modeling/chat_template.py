@@ -1,4 +1,5 @@
-"""Chat templates: the tokenizer's own where it suits the profiles, plain ChatML otherwise."""
+"""Chat templates: which one a run uses (`model.chat_template`): the tokenizer's own where it
+suits the profiles and can be masked, plain ChatML otherwise."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from transformers import PreTrainedTokenizerBase
 
 from trainer.errors import UserError
+from trainer.modeling.template_layout import TemplateError, describe_template, template_layout
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +24,16 @@ CHAT_TEMPLATE_MODES = ("auto", "chatml", "tokenizer")
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase, mode: str) -> list[str]:
     """Give the tokenizer the template `mode` asks for (see `model.chat_template`) and a pad token;
-    return the tokens it gained for that, whose embeddings the model then has to learn."""
+    return the tokens it gained for that, whose embeddings the model then has to learn. The
+    tokenizer's own template is probed here, before any model loads: under `tokenizer` a template
+    that refuses a plain conversation or cannot be masked stops the run, under `auto` ChatML
+    takes its place."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if mode == "tokenizer" and not tokenizer.chat_template:
         raise UserError("model.chat_template=tokenizer, but this tokenizer has no chat template; use auto or chatml")
-    if not uses_chatml(tokenizer.chat_template, mode):
+    if mode == "tokenizer" or (mode == "auto" and own_template_suits(tokenizer)):
+        log.info("Chat template: the tokenizer's own (%s)", template_layout(tokenizer).name)
         return []
     tokenizer.chat_template = CHATML_TEMPLATE
     vocabulary = tokenizer.get_vocab()
@@ -38,13 +44,20 @@ def ensure_chat_template(tokenizer: PreTrainedTokenizerBase, mode: str) -> list[
     return missing
 
 
-def uses_chatml(template: object, mode: str) -> bool:
-    """ChatML when asked for, or (auto) when the tokenizer has no template or one that injects
-    `<think>` blocks (Qwen3), since the profiles decide themselves what an assistant turn contains."""
-    if mode != "auto":
-        return mode == "chatml"
-    if isinstance(template, str) and "<think>" not in template:
-        return False
-    reason = "has no chat template" if not template else "has a template that injects <think> blocks"
+def own_template_suits(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Under auto: the tokenizer's own template, unless it has none, injects `<think>` blocks
+    (Qwen3, DeepSeek-R1: the profiles decide themselves what an assistant turn contains) or
+    cannot be masked."""
+    template = tokenizer.chat_template
+    if not isinstance(template, str) or not template:
+        reason = "has no chat template"
+    elif "<think>" in template:
+        reason = f"has a template that injects <think> blocks ({describe_template(template)})"
+    else:
+        try:
+            template_layout(tokenizer)
+            return True
+        except TemplateError as error:
+            reason = f"has a template that cannot be used ({error})"
     log.info("The tokenizer %s; using plain ChatML instead", reason)
-    return True
+    return False

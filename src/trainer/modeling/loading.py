@@ -32,6 +32,8 @@ def load_model_and_tokenizer(
     log.info("Loading model %s from %s (%s)", config.name, location, describe_weights(dtype, quantize_4bit))
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
+        # The template is chosen (and an unusable one refused) before the model loads.
+        added_tokens = ensure_chat_template(tokenizer, config.chat_template)
         model = AutoModelForCausalLM.from_pretrained(
             location,
             dtype=dtype,
@@ -41,7 +43,6 @@ def load_model_and_tokenizer(
         )
     except OSError as error:
         raise UserError(f"model.path={location} could not be loaded: {error}") from error
-    added_tokens = ensure_chat_template(tokenizer, config.chat_template)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer, added_tokens

@@ -8,6 +8,7 @@ import random
 from transformers import PreTrainedTokenizerBase
 
 from trainer.data.loading import Record
+from trainer.modeling.template_layout import render_conversation
 from trainer.preview.base import PreviewPrompt
 from trainer.profiles.base import Profile
 
@@ -36,5 +37,5 @@ def to_prompt(
     """Prompt = the transformed conversation up to its last assistant turn; golden = that turn."""
     messages = profile.transform_example(record.example, index, system_prompt)["messages"]
     last = max(position for position, message in enumerate(messages) if message["role"] == "assistant")
-    text = tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True)
+    text = render_conversation(tokenizer, messages[:last], generation_prompt=True)
     return PreviewPrompt(index, messages[:last], text, messages[last]["content"])
