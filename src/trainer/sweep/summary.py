@@ -7,13 +7,17 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from trainer.result import INTERRUPTED
 from trainer.run_dir import RunDirectory, write_text_atomic
 from trainer.sweep.metrics import best_index, metric_value
 
 # Overrides that say how a job ran rather than what it trained.
 HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
+NOT_STARTED = "not started"
 
 
 @dataclass
@@ -40,8 +44,10 @@ def job_row(job_dir: Path, shared: set[str]) -> JobRow:
     result = RunDirectory(job_dir).read_result()
     if result is None:
         status = "running"
+    elif result["success"]:
+        status = "completed"
     else:
-        status = "completed" if result["success"] else f"failed ({result.get('error_type')})"
+        status = INTERRUPTED if result.get("error_type") == INTERRUPTED else f"failed ({result.get('error_type')})"
     return JobRow(
         job=job_dir.name,
         overrides=" ".join(item for item in job_overrides(job_dir) if item not in shared),
@@ -52,6 +58,24 @@ def job_row(job_dir: Path, shared: set[str]) -> JobRow:
         runtime_sec=result.get("runtime_sec") if result else None,
         run_dir=str(job_dir),
     )
+
+
+def unstarted_job_row(sweep_dir: Path, number: int, overrides: list[str], shared: set[str]) -> JobRow:
+    shown = [item for item in overrides if not item.startswith(HIDDEN_OVERRIDE_PREFIXES) and item not in shared]
+    return JobRow(str(number), " ".join(shown), NOT_STARTED, None, None, None, None, str(sweep_dir / str(number)))
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]]:
+    """The overrides of each job the sweep's multirun.yaml expands to, in job order; none where
+    another sweeper (Optuna) decides the jobs as it goes."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    config = OmegaConf.load(path)
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    return BasicSweeper.split_arguments(overrides, None)[0]
 
 
 def job_overrides(job_dir: Path) -> list[str]:
@@ -69,10 +93,17 @@ def shared_overrides(dirs: list[Path]) -> list[str]:
 
 
 def collect_rows(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
-    """One row per job; its `overrides` are those that set it apart from the other jobs."""
+    """One row per job, started or not; its `overrides` are those that set it apart from the other jobs."""
     dirs = job_dirs(sweep_dir)
     shared = set(shared_overrides(dirs)) if len(dirs) > 1 else set()
     rows = [job_row(job_dir, shared) for job_dir in dirs]
+    started = {int(job_dir.name) for job_dir in dirs}
+    rows += [
+        unstarted_job_row(sweep_dir, number, overrides, shared)
+        for number, overrides in enumerate(planned_jobs(sweep_dir))
+        if number not in started
+    ]
+    rows.sort(key=lambda row: int(row.job))
     best = best_index([getattr(row, metric) for row in rows], mode)
     if best is not None:
         rows[best].best = True
