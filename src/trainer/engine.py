@@ -64,7 +64,7 @@ class TrainerEngine:
         with graceful_stop() as stop:
             try:
                 with claim:
-                    checkpoint = resumable_checkpoint(run_dir, config.train.max_steps) if config.run.resume else None
+                    checkpoint = resumed_checkpoint(run_dir, config.train.max_steps) if config.run.resume else None
                     if config.run.resume and (previous := completed_result(run_dir, config.train.max_steps)):
                         log.info("%s already completed; its result is reused", run_dir.root)
                         return previous
@@ -189,16 +189,9 @@ class TrainerEngine:
         return collect_result(trainer, run_dir, runtime, summary=summary)
 
 
-def resumable_checkpoint(run_dir: RunDirectory, max_steps: int) -> str | None:
-    """The checkpoint a resume continues from; one past `max_steps` cannot be trained back to it."""
-    checkpoint = run_dir.newest_checkpoint()
-    step = checkpoint_step(checkpoint)
-    if step is not None and 0 < max_steps < step:
-        raise UserError(
-            f"Cannot resume with train.max_steps={max_steps}: {run_dir.root} has trained {step} steps "
-            f"({checkpoint}); give train.max_steps={step} or more"
-        )
-    return checkpoint
+def resumed_checkpoint(run_dir: RunDirectory, max_steps: int) -> str | None:
+    run_dir.remove_unfinished_save()
+    return run_dir.checkpoint_to_resume(max_steps)
 
 
 def restore_checkpoint(trainer: Trainer, checkpoint: str) -> None:
@@ -208,9 +201,12 @@ def restore_checkpoint(trainer: Trainer, checkpoint: str) -> None:
 
 
 def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
-    """The result of a run that succeeded and needs no more steps (a resume may raise max_steps)."""
+    """The result of a run that succeeded, saved its final model and needs no more steps (a resume
+    may raise max_steps)."""
     previous = run_dir.read_result()
-    if not previous or not previous["success"] or (max_steps > 0 and previous["global_step"] < max_steps):
+    if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
+        return None
+    if max_steps > 0 and previous["global_step"] < max_steps:
         return None
     return TrainingResult(**previous)
 
@@ -284,8 +280,8 @@ def outcome(result: TrainingResult) -> str:
     if not result.success:
         return f"Run failed ({result.error_type})"
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.4f}"
-    tokens_per_sec = result.summary.get("tokens_per_sec") or 0.0
+    tokens_per_sec = result.summary.get("tokens_per_sec")
+    speed = "no step trained now" if tokens_per_sec is None else f"{tokens_per_sec:,.0f} tokens/s"
     return (
-        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, "
-        f"{tokens_per_sec:,.0f} tokens/s"
+        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"
     )

@@ -54,6 +54,8 @@ def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
         raise UserError(f"Cannot resume: {run_dir} is not a run directory (it has no {SAVED_CONFIG})")
     overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
     refuse_unsafe_overrides(overrides)
+    # Refused here, a resume too short for its checkpoint writes nothing (not even .hydra/resume/).
+    RunDirectory(run_dir).checkpoint_to_resume(resumed_max_steps(run_dir, overrides))
     flags = [argument for argument in arguments if argument.startswith("-")]
     return [
         *flags, *overrides, f"hydra.run.dir={run_dir}", f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}",
@@ -69,6 +71,18 @@ def refuse_unsafe_overrides(overrides: list[str]) -> None:
             f"Cannot resume with {' '.join(refused)}: a resumed run keeps the config it started with; "
             f"only {', '.join(SAFE_KEYS)} may change"
         )
+
+
+def resumed_max_steps(run_dir: Path, overrides: list[str]) -> int:
+    """`train.max_steps` as the resume will have it: this command line's, else the run's own."""
+    given = [item for item in overrides if override_key(item) == "train.max_steps"]
+    value = (
+        OverridesParser.create().parse_override(given[-1]).value()
+        if given
+        else OmegaConf.select(OmegaConf.load(run_dir / SAVED_CONFIG), "train.max_steps", default=0)
+    )
+    # Not a number: the config's validation reports it.
+    return value if isinstance(value, int) else 0
 
 
 def override_key(override: str) -> str:

@@ -169,9 +169,7 @@ class RunDirectory:
         return self.result_file.exists() or self.status_file.exists() or self.checkpoints_dir.exists()
 
     def newest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint (a warning names each newer one that is not); an
-        interrupted save's leftovers are removed."""
-        shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
+        """The newest complete checkpoint; a warning names each newer one that is not."""
         steps = {
             int(match.group(1)): path
             for path in (self.checkpoints_dir.iterdir() if self.checkpoints_dir.is_dir() else ())
@@ -183,6 +181,21 @@ class RunDirectory:
                 continue
             return str(steps[step])
         return None
+
+    def checkpoint_to_resume(self, max_steps: int) -> str | None:
+        """The checkpoint a resume to `max_steps` continues from; one past it cannot be trained back."""
+        checkpoint = self.newest_checkpoint()
+        step = checkpoint_step(checkpoint)
+        if step is not None and 0 < max_steps < step:
+            raise UserError(
+                f"Cannot resume with train.max_steps={max_steps}: {self.root} has trained {step} steps "
+                f"({checkpoint}); give train.max_steps={step} or more"
+            )
+        return checkpoint
+
+    def remove_unfinished_save(self) -> None:
+        """What a kill during a save left behind; only the directory's owner may remove it."""
+        shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json, or None where the run has not finished (or never started)."""

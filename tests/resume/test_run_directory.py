@@ -49,13 +49,14 @@ def make_checkpoint(run_dir: RunDirectory, name: str) -> Path:
     return checkpoint
 
 
-def test_the_newest_complete_checkpoint_wins_and_a_half_save_is_removed(tmp_path):
+def test_the_newest_complete_checkpoint_wins_and_its_owner_removes_a_half_save(tmp_path):
     run_dir = RunDirectory(tmp_path)
     for name in ("checkpoint-4", "checkpoint-12", "checkpoint-8", ".staging/checkpoint-16"):
         make_checkpoint(run_dir, name)
     newest = run_dir.newest_checkpoint()
     assert newest == str(run_dir.checkpoints_dir / "checkpoint-12")
     assert checkpoint_step(newest) == 12
+    run_dir.remove_unfinished_save()
     assert not (run_dir.checkpoints_dir / ".staging").exists()
     assert RunDirectory(tmp_path / "empty").newest_checkpoint() is None
 
