@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config import TrainerConfig
+from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
@@ -68,6 +69,8 @@ class TrainerEngine:
                     if config.run.resume and (previous := completed_result(run_dir, config.train.max_steps)):
                         log.info("%s already completed; its result is reused", run_dir.root)
                         return previous
+                    if process.is_main_process:
+                        check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
                     return self.run_claimed(config, run_dir, process, stop, checkpoint)
             except UserError as error:
                 # The directory is not ours (busy, or another run's), or the resume is refused:

@@ -124,6 +124,11 @@ class RunDirectory:
         return self.root / "result.json"
 
     @property
+    def data_file(self) -> Path:
+        """The fingerprint of the run's data, checked by a resume."""
+        return self.root / "data.json"
+
+    @property
     def env_file(self) -> Path:
         return self.root / "env.json"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.resume.test_resume_cli import read_json, resume, run_trainer, trainer_command, wait_for
+from trainer.data.loading import SAMPLE_DATA
 from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.slow
@@ -128,3 +129,30 @@ def test_sigterm_during_start_up_ends_the_run_as_interrupted(model_cache, tmp_pa
     result = read_json(run_dir / "result.json")
     assert result["error_type"] == "interrupted" and result["error_message"].startswith("Stopped by SIGTERM")
     assert read_json(run_dir / "status.json")["status"] == "interrupted"
+
+
+def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(model_cache, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    shutil.copy(SAMPLE_DATA, data)
+    run_dir = tmp_path / "run"
+    first = run_trainer(
+        model_cache, *RUN, "train.max_steps=4", f"data.train={data}", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[1:]))
+    before = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
+
+    refused = resume(run_dir, "train.max_steps=6")
+    assert refused.returncode == EXIT_USER_ERROR
+    assert f"Cannot resume: the data changed since the run started ({data}); resume with data.allow_changed=true" in (
+        refused.stdout
+    )
+    after = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
+    assert after == before
+
+    allowed = resume(run_dir, "train.max_steps=6", "data.allow_changed=true")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert f"Resuming on changed data (data.allow_changed=true): {data}" in allowed.stdout
+    record = read_json(run_dir / "data.json")
+    assert [len(files) for files in record["allowed_changes"]] == [1]
+    assert read_json(run_dir / "result.json")["global_step"] == 6
