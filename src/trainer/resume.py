@@ -93,7 +93,15 @@ def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:
     """Claim the run directory a command line names (`hydra.run.dir=DIR`, as `resume=` sets it)
     before Hydra writes `.hydra/` into it, or refuse a sweep over an existing one's directory.
     A directory Hydra names itself is new (its name has microseconds): the engine claims it."""
-    named = {override.key_or_group: override.value() for override in parse_hydra_dirs(arguments)}
+    if "hydra.output_subdir=null" in arguments:
+        # Hydra writes nothing here (a rank of the job's own torchrun): its engine claims.
+        return nullcontext()
+    named = {
+        override.key_or_group: override.value()
+        for override in parse_hydra_dirs(arguments)
+        # A directory with an interpolation (${now:...}) is Hydra's to resolve: new, like its default.
+        if "${" not in str(override.value())
+    }
     resume = "run.resume=true" in arguments
     if any(argument in SWEEP_FLAGS for argument in arguments):
         sweep_dir = named.get("hydra.sweep.dir")

@@ -170,6 +170,12 @@ class RunDirectory:
             finally:
                 CLAIMED_BEFORE_HYDRA.pop(key, None)
 
+    def hand_over_claim(self) -> None:
+        """Release a claim made before Hydra, for a process this one starts to make its own (the
+        rank 0 of the job's own torchrun)."""
+        if lock := CLAIMED_BEFORE_HYDRA.pop(self.root.resolve(), None):
+            lock.close()
+
     def holds_run(self) -> bool:
         return self.result_file.exists() or self.status_file.exists() or self.checkpoints_dir.exists()
 
