@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
@@ -116,16 +118,20 @@ def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:
     return nullcontext()
 
 
-def parse_hydra_dirs(arguments: list[str]) -> list:
+def parse_hydra_dirs(arguments: list[str]) -> list[Override]:
     wanted = [argument for argument in arguments if argument.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    return OverridesParser.create().parse_overrides(wanted)
+    try:
+        return OverridesParser.create().parse_overrides(wanted)
+    except OverrideParseException:
+        return []  # Hydra reports the malformed override itself, before it writes anything
 
 
 def resumed_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> DictConfig:
     """The run's saved config with this invocation's safe overrides applied. A sweep job that
     never started has none: it runs as composed, and this resume's files become its record."""
     if not (run_dir / SAVED_CONFIG).is_file():
-        shutil.copytree(run_dir / RESUME_OUTPUT_SUBDIR, run_dir / SAVED_CONFIG.parent, dirs_exist_ok=True)
+        if (run_dir / RESUME_OUTPUT_SUBDIR).is_dir():
+            shutil.copytree(run_dir / RESUME_OUTPUT_SUBDIR, run_dir / SAVED_CONFIG.parent, dirs_exist_ok=True)
         return composed
     config = OmegaConf.load(run_dir / SAVED_CONFIG)
     for override in OverridesParser.create().parse_overrides(

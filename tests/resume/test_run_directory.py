@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from collections import namedtuple
 from pathlib import Path
@@ -100,3 +101,13 @@ def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(make_co
     assert not result.success and result.user_error and result.global_step == 0
     assert result.error_message.startswith("Not enough disk space in ")
     assert "MiB needed for 2 checkpoints (train.save_total_limit) and the final model" in result.error_message
+
+
+def test_a_claim_made_before_hydra_can_be_handed_to_the_jobs_own_torchrun(tmp_path):
+    run_dir = RunDirectory(tmp_path / "run")
+    with run_dir.claim(resume=False, before_hydra=True), (run_dir.root / ".lock").open() as lock:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run_dir.hand_over_claim()
+        # The lock torchrun's rank 0 takes, from its own process, is free now.
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

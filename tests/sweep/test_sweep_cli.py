@@ -35,6 +35,13 @@ def run_sweep(sweep_dir: Path, model_cache: Path, *overrides: str) -> subprocess
     )  # fmt: skip
 
 
+def resume_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}", *overrides],
+        cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
 def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
     with (sweep_dir / "summary.csv").open() as file:
         return list(csv.DictReader(file))
@@ -92,10 +99,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(model_cache, tmp
     records = [sweep_dir / "multirun.yaml", sweep_dir / "0" / ".hydra" / "config.yaml"]
     recorded = [path.read_bytes() for path in records]
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    resumed = resume_sweep(sweep_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 3
     assert first_result.read_bytes() == finished_first
@@ -109,10 +113,7 @@ def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_write
     sweep_dir = tmp_path / "sweep"
     assert run_sweep(sweep_dir, model_cache, "train.learning_rate=1e-3,2e-3").returncode == 0
     before = file_hashes(sweep_dir)
-    refused = subprocess.run(
-        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}", "train.weight_decay=0.3", "data.on_bad_record=skip"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    refused = resume_sweep(sweep_dir, "train.weight_decay=0.3", "data.on_bad_record=skip")
     assert refused.returncode == 2
     assert refused.stderr.startswith("Cannot resume with train.weight_decay=0.3 data.on_bad_record=skip: ")
     assert file_hashes(sweep_dir) == before
@@ -142,10 +143,7 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["interrupted", "not started", "not started"]
     assert not (sweep_dir / "1").exists()
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    resumed = resume_sweep(sweep_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 3
     assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(3)] == [12] * 3
