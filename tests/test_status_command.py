@@ -95,3 +95,21 @@ def test_trainer_status_is_the_status_command(tmp_path, capsys, monkeypatch):
         trainer_main()
     assert exited.value.code == 0
     assert "Status    idle" in capsys.readouterr().out
+
+
+def test_watch_ends_on_a_run_whose_process_was_killed_and_calls_it_stale(tmp_path):
+    # A "run" that writes status.json as training, then dies by SIGKILL without a word.
+    killed_run = (
+        "import os, signal, sys\nfrom pathlib import Path\n"
+        "from trainer.monitoring.status import StatusWriter\n"
+        "StatusWriter(Path(sys.argv[1]), interval_sec=2).mark_training(current_step=5, total_steps=40)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed_run, str(tmp_path / "status.json")], timeout=60)
+    watched = subprocess.run(
+        [sys.executable, "-m", "trainer.status", str(tmp_path), "--watch", "0.1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert watched.returncode == 0
+    assert "Status    stale (last written as training; its process " in watched.stdout
+    assert "is gone)" in watched.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -15,9 +16,10 @@ from omegaconf import DictConfig
 from trainer.config import TrainerConfig, register_schema, to_trainer_config
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
 from trainer.errors import ConfigError, UserError
-from trainer.result import EXIT_USER_ERROR, TrainingResult
-from trainer.resume import resumed_config, rewrite_resume_arguments
+from trainer.result import EXIT_USER_ERROR, INTERRUPTED, TrainingResult
+from trainer.resume import claim_before_hydra, resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
+from trainer.sweep.summary import write_summary
 
 log = logging.getLogger("trainer")
 
@@ -38,8 +40,8 @@ def run(cfg: DictConfig) -> float:
     # First of all: the other ranks wait for it before their Hydra starts.
     publish_run_dir(rank, hydra_config.runtime.output_dir)
     quiet_console_of_other_ranks(rank)
-    if cfg.run.resume and hydra_config.mode == RunMode.RUN:
-        cfg = resumed_config(Path(cfg.run.output_dir), list(hydra_config.overrides.task))
+    if cfg.run.resume:
+        cfg = resumed_config(Path(cfg.run.output_dir), cfg, list(hydra_config.overrides.task))
     try:
         config = to_trainer_config(cfg)
     except ConfigError as error:
@@ -48,8 +50,11 @@ def run(cfg: DictConfig) -> float:
 
     result = run_job(config, rank)
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
-    # sweep records it in its summary and goes on.
-    if not result.success and (hydra_config.mode == RunMode.RUN or config.sweep.fail_fast):
+    # sweep records it in its summary and goes on. A signal stops a sweep as a whole.
+    stops_sweep = config.sweep.fail_fast or result.error_type == INTERRUPTED
+    if not result.success and (hydra_config.mode == RunMode.RUN or stops_sweep):
+        if hydra_config.mode == RunMode.MULTIRUN:
+            write_summary(Path(hydra_config.sweep.dir), config.sweep.metric, config.sweep.mode)
         sys.exit(result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
 
@@ -84,11 +89,15 @@ def main() -> None:
     try:
         sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
-        sys.argv += rank_overrides(LaunchedRank.from_environment(os.environ), sys.argv[1:])
+        rank = LaunchedRank.from_environment(os.environ)
+        sys.argv += rank_overrides(rank, sys.argv[1:])
+        # Rank 0 (or the only process) owns the run directory; the others write no .hydra/.
+        claim = claim_before_hydra(sys.argv[1:]) if rank is None or rank.rank == 0 else nullcontext()
+        with claim:
+            run()
     except UserError as error:
         print(error, file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    run()
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ class DataConfig:
     on_bad_record: str = "error"
     # Padding-free batches: examples laid end to end, attention kept within each example.
     packing: bool = False
+    # A resume refuses data whose content changed since the run started; true continues on it
+    # (logged, and recorded in the run's data.json).
+    allow_changed: bool = False
 
 
 @dataclass

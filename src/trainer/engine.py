@@ -15,13 +15,15 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import PreTrainedModel, Trainer, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config import TrainerConfig
+from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
-from trainer.interruption import graceful_stop
+from trainer.interruption import StopRequest, graceful_stop
 from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
@@ -59,18 +61,31 @@ class TrainerEngine:
         # One process of a torchrun/accelerate launch, or the only one; rank 0 owns the run's files.
         process = PartialState(cpu=not torch.cuda.is_available(), backend=config.distributed.backend)
         claim = run_dir.claim(resume=config.run.resume) if process.is_main_process else nullcontext()
-        try:
-            with claim:
-                if config.run.resume and (previous := completed_result(run_dir, config.train.max_steps)):
-                    log.info("%s already completed; its result is reused", run_dir.root)
-                    return previous
-                return self.run_claimed(config, run_dir, process)
-        except UserError as error:
-            # The directory is not ours (busy, or another run's): nothing may be written into it.
-            log.error("%s", error)
-            return failure(error, user_error=True)
+        # From here a signal, start-up included, ends the job as interrupted.
+        with graceful_stop() as stop:
+            try:
+                with claim:
+                    checkpoint = resumed_checkpoint(run_dir, config.train.max_steps) if config.run.resume else None
+                    if config.run.resume and (previous := completed_result(run_dir, config.train.max_steps)):
+                        log.info("%s already completed; its result is reused", run_dir.root)
+                        return previous
+                    if process.is_main_process:
+                        check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
+                    return self.run_claimed(config, run_dir, process, stop, checkpoint)
+            except UserError as error:
+                # The directory is not ours (busy, or another run's), or the resume is refused:
+                # nothing may be written into it.
+                log.error("%s", error)
+                return failure(error, user_error=True)
 
-    def run_claimed(self, config: TrainerConfig, run_dir: RunDirectory, process: PartialState) -> TrainingResult:
+    def run_claimed(
+        self,
+        config: TrainerConfig,
+        run_dir: RunDirectory,
+        process: PartialState,
+        stop: StopRequest,
+        checkpoint: str | None,
+    ) -> TrainingResult:
         run_dir.create()
         status = StatusWriter(
             run_dir.status_file, config.monitoring.status_interval_sec, enabled=process.is_main_process
@@ -79,7 +94,7 @@ class TrainerEngine:
         started = time.monotonic()
         with isolated_job(), capture_run_log(run_dir.log_file_of(process.process_index)):
             try:
-                result = self.train(config, run_dir, status)
+                result = self.train(config, run_dir, status, stop, checkpoint)
             except NonFiniteLossError as error:
                 log.error("%s", error)
                 status.add_alert(error.alert)
@@ -107,7 +122,14 @@ class TrainerEngine:
             log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
         return result
 
-    def train(self, config: TrainerConfig, run_dir: RunDirectory, status: StatusWriter) -> TrainingResult:
+    def train(
+        self,
+        config: TrainerConfig,
+        run_dir: RunDirectory,
+        status: StatusWriter,
+        stop: StopRequest,
+        checkpoint: str | None,
+    ) -> TrainingResult:
         validate_config(config)
         preview_token = read_preview_token(config.preview, self.environ)
         log.info(
@@ -142,7 +164,6 @@ class TrainerEngine:
                 records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
             )
 
-        checkpoint = run_dir.newest_checkpoint() if config.run.resume else None
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
@@ -151,8 +172,14 @@ class TrainerEngine:
         )
         previews.listeners.append(status.record_preview)
         trainer.add_callback(previews)
-        with graceful_stop() as stop:
-            trainer.add_callback(stop)
+        trainer.add_callback(stop)
+        if stop.requested:
+            raise RunInterrupted(f"Stopped by {stop.signal_name} before the first step")
+        if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
+            log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
+            restore_checkpoint(trainer, checkpoint)
+            runtime = 0.0
+        else:
             runtime = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
         if stop.requested:
             raise RunInterrupted(f"Stopped by {stop.signal_name} at step {trainer.state.global_step}")
@@ -165,10 +192,24 @@ class TrainerEngine:
         return collect_result(trainer, run_dir, runtime, summary=summary)
 
 
+def resumed_checkpoint(run_dir: RunDirectory, max_steps: int) -> str | None:
+    run_dir.remove_unfinished_save()
+    return run_dir.checkpoint_to_resume(max_steps)
+
+
+def restore_checkpoint(trainer: Trainer, checkpoint: str) -> None:
+    """The weights and state of a checkpoint that needs no more steps, as training would leave them."""
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+
+
 def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
-    """The result of a run that succeeded and needs no more steps (a resume may raise max_steps)."""
+    """The result of a run that succeeded, saved its final model and needs no more steps (a resume
+    may raise max_steps)."""
     previous = run_dir.read_result()
-    if not previous or not previous["success"] or (max_steps > 0 and previous["global_step"] < max_steps):
+    if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
+        return None
+    if max_steps > 0 and previous["global_step"] < max_steps:
         return None
     return TrainingResult(**previous)
 
@@ -219,10 +260,13 @@ def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summ
     train_losses = [entry["loss"] for entry in history if "loss" in entry]
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     tokens = trainer.state.num_input_tokens_seen
+    # A resumed run's tokens/s counts only the tokens of this segment, the one `runtime` measures.
+    segment_tokens = tokens - getattr(trainer, "_initial_num_input_tokens_seen", tokens)
     summary |= {
         "first_loss": train_losses[0] if train_losses else None,
         "train_tokens_seen": tokens,
-        "tokens_per_sec": round(tokens / runtime, 1) if runtime else None,
+        "segment_tokens": segment_tokens,
+        "tokens_per_sec": round(segment_tokens / runtime, 1) if runtime and segment_tokens else None,
     }
     return TrainingResult(
         success=True,
@@ -239,8 +283,8 @@ def outcome(result: TrainingResult) -> str:
     if not result.success:
         return f"Run failed ({result.error_type})"
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.4f}"
-    tokens_per_sec = result.summary.get("tokens_per_sec") or 0.0
+    tokens_per_sec = result.summary.get("tokens_per_sec")
+    speed = "no step trained now" if tokens_per_sec is None else f"{tokens_per_sec:,.0f} tokens/s"
     return (
-        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, "
-        f"{tokens_per_sec:,.0f} tokens/s"
+        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"
     )

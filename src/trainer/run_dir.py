@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -16,10 +17,19 @@ from typing import Any
 
 from trainer.errors import UserError
 
+log = logging.getLogger(__name__)
+
 # Where a checkpoint is written before it is renamed into checkpoints/: a kill during a save leaves
 # only this, never a checkpoint-N that looks complete but is not.
 CHECKPOINT_STAGING = ".staging"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+# Written last into a checkpoint: the size of every file in it. A checkpoint without it, or whose
+# files no longer have those sizes (a full disk, a truncated copy), is not resumed from.
+CHECKPOINT_MANIFEST = "manifest.json"
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+# Directories claimed before Hydra started (their lock files open): the job's engine, in this
+# process, finds its directory already claimed for it.
+CLAIMED_BEFORE_HYDRA: dict[Path, Any] = {}
 
 
 def checkpoint_step(checkpoint: str | None) -> int | None:
@@ -42,6 +52,30 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_checkpoint_manifest(checkpoint: Path) -> None:
+    """Record the size of every file of a saved checkpoint; written last, it marks it complete."""
+    sizes = {
+        str(path.relative_to(checkpoint)): path.stat().st_size
+        for path in sorted(checkpoint.rglob("*"))
+        if path.is_file() and path.name != CHECKPOINT_MANIFEST
+    }
+    write_json_atomic(checkpoint / CHECKPOINT_MANIFEST, sizes)
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when every file its manifest lists is whole."""
+    try:
+        sizes = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"it has no readable {CHECKPOINT_MANIFEST} (its save did not finish)"
+    for name, size in sizes.items():
+        path = checkpoint / name
+        actual = path.stat().st_size if path.is_file() else None
+        if actual != size:
+            return f"{name} is {'missing' if actual is None else f'{actual} bytes, not {size}'}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,6 +124,11 @@ class RunDirectory:
         return self.root / "result.json"
 
     @property
+    def data_file(self) -> Path:
+        """The fingerprint of the run's data, checked by a resume."""
+        return self.root / "data.json"
+
+    @property
     def env_file(self) -> Path:
         return self.root / "env.json"
 
@@ -101,12 +140,17 @@ class RunDirectory:
         self.root.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
-    def claim(self, resume: bool) -> Iterator[None]:
+    def claim(self, resume: bool, before_hydra: bool = False) -> Iterator[None]:
         """Hold the directory for one job: never shared by two live runs, and never a second run
-        over a finished or started one unless it resumes it."""
+        over a finished or started one unless it resumes it. Claimed `before_hydra`, a directory
+        whose .hydra/ holds another run's config counts as a run too."""
+        key = self.root.resolve()
+        if key in CLAIMED_BEFORE_HYDRA and not before_hydra:
+            yield
+            return
         try:
             self.create()
-            lock = (self.root / ".lock").open("w")
+            lock = (self.root / ".lock").open("a")
         except OSError as error:
             raise UserError(f"Cannot write the run directory {self.root}: {error.strerror}") from error
         with lock:
@@ -114,25 +158,55 @@ class RunDirectory:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as error:
                 raise UserError(f"{self.root} is in use by another run") from error
-            if not resume and self.holds_run():
+            if not resume and (self.holds_run() or (before_hydra and (self.root / SAVED_CONFIG).exists())):
                 raise UserError(
                     f"{self.root} already holds a run; continue it with `python -m trainer resume={self.root}` "
                     "or start a new run in another directory"
                 )
-            yield
+            if before_hydra:
+                CLAIMED_BEFORE_HYDRA[key] = lock
+            try:
+                yield
+            finally:
+                CLAIMED_BEFORE_HYDRA.pop(key, None)
+
+    def hand_over_claim(self) -> None:
+        """Release a claim made before Hydra, for a process this one starts to make its own (the
+        rank 0 of the job's own torchrun)."""
+        if lock := CLAIMED_BEFORE_HYDRA.pop(self.root.resolve(), None):
+            lock.close()
 
     def holds_run(self) -> bool:
         return self.result_file.exists() or self.status_file.exists() or self.checkpoints_dir.exists()
 
     def newest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint; an interrupted save's leftovers are removed."""
-        shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
+        """The newest complete checkpoint; a warning names each newer one that is not."""
         steps = {
             int(match.group(1)): path
             for path in (self.checkpoints_dir.iterdir() if self.checkpoints_dir.is_dir() else ())
             if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()
         }
-        return str(steps[max(steps)]) if steps else None
+        for step in sorted(steps, reverse=True):
+            if problem := checkpoint_problem(steps[step]):
+                log.warning("Skipping %s: %s", steps[step], problem)
+                continue
+            return str(steps[step])
+        return None
+
+    def checkpoint_to_resume(self, max_steps: int) -> str | None:
+        """The checkpoint a resume to `max_steps` continues from; one past it cannot be trained back."""
+        checkpoint = self.newest_checkpoint()
+        step = checkpoint_step(checkpoint)
+        if step is not None and 0 < max_steps < step:
+            raise UserError(
+                f"Cannot resume with train.max_steps={max_steps}: {self.root} has trained {step} steps "
+                f"({checkpoint}); give train.max_steps={step} or more"
+            )
+        return checkpoint
+
+    def remove_unfinished_save(self) -> None:
+        """What a kill during a save left behind; only the directory's owner may remove it."""
+        shutil.rmtree(self.checkpoints_dir / CHECKPOINT_STAGING, ignore_errors=True)
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json, or None where the run has not finished (or never started)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from trainer.monitoring.status import FINISHED, NotARunError, RunStatus, StatusReader
+from trainer.monitoring.status import FINISHED, STALE, NotARunError, RunStatus, StatusReader
 from trainer.result import EXIT_USER_ERROR
 
 CLEAR_SCREEN = "\033[H\033[2J"
@@ -49,14 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def watch(directory: Path, interval_sec: float) -> None:
-    """Redraw until a single run has finished (a sweep may still start jobs: Ctrl-C ends that)."""
+    """Redraw until a single run has finished or gone stale (a sweep may still start jobs:
+    Ctrl-C ends that)."""
     while True:
         screen = render(directory)
         print(CLEAR_SCREEN + screen if sys.stdout.isatty() else screen, flush=True)
         reader = StatusReader(directory)
-        if reader.exists() and reader.read().status in FINISHED:
+        if reader.exists() and shown_status(reader.read()) in (*FINISHED, STALE):
             return
         time.sleep(interval_sec)
+
+
+def shown_status(status: RunStatus) -> str:
+    """The run's status, or `stale` where it says it is running but its process is gone."""
+    return STALE if status.stale_reason() else status.status
 
 
 def render(directory: Path) -> str:
@@ -84,7 +90,7 @@ def job_dirs(directory: Path) -> list[Path]:
 def render_run(directory: Path, status: RunStatus) -> str:
     rows = [
         ("Run", str(directory)),
-        ("Status", f"{status.status}  (updated {describe_age(status.timestamp)})"),
+        ("Status", f"{describe_status(status)}  (updated {describe_age(status.timestamp)})"),
         ("Progress", describe_progress(status)),
         ("Loss", describe_loss(status)),
         ("Speed", f"{number(status.tokens_per_sec, ',.0f')} tokens/s   ETA {duration(status.eta_sec)}"),
@@ -103,7 +109,7 @@ def render_sweep(jobs: list[Path]) -> str:
         status = StatusReader(job).read()
         alerts = ",".join(alert.type for alert in status.alerts) or "-"
         lines.append(
-            f"{job.name:<5}{status.status:<11}{steps(status):<12}{number(status.loss, '.4f'):<9}"
+            f"{job.name:<5}{shown_status(status):<11}{steps(status):<12}{number(status.loss, '.4f'):<9}"
             f"{number(status.validation_loss, '.4f'):<10}{number(status.tokens_per_sec, ',.0f'):<10}"
             f"{duration(status.eta_sec):<9}{alerts:<16}{' '.join(job_overrides(job))}"
         )
@@ -116,6 +122,12 @@ def job_overrides(job: Path) -> list[str]:
     if not path.is_file():
         return []
     return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+
+
+def describe_status(status: RunStatus) -> str:
+    if reason := status.stale_reason():
+        return f"{STALE} (last written as {status.status}; {reason})"
+    return status.status
 
 
 def describe_progress(status: RunStatus) -> str:

@@ -29,7 +29,7 @@ from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
-from trainer.run_dir import CHECKPOINT_STAGING, RunDirectory
+from trainer.run_dir import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
 
 
 class RunTrainer(Trainer):
@@ -46,8 +46,9 @@ class RunTrainer(Trainer):
         return loss
 
     def _save_checkpoint(self, model, trial):
-        """Save into checkpoints/.staging/, then rename into checkpoints/: a kill mid-save leaves
-        no checkpoint-N that looks complete; then keep the newest `save_total_limit`."""
+        """Save into checkpoints/.staging/, write its manifest, then rename into checkpoints/: a
+        kill mid-save leaves no checkpoint-N that looks complete; then keep the newest
+        `save_total_limit`."""
         checkpoints = Path(self.args.output_dir)
         staging = checkpoints / CHECKPOINT_STAGING
         shutil.rmtree(staging, ignore_errors=True)
@@ -59,6 +60,7 @@ class RunTrainer(Trainer):
         if not self.args.should_save:
             return
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        write_checkpoint_manifest(staging / name)
         shutil.rmtree(checkpoints / name, ignore_errors=True)
         (staging / name).rename(checkpoints / name)
         staging.rmdir()

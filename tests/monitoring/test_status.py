@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -27,6 +31,9 @@ def test_the_reader_gives_back_what_the_writer_wrote(tmp_path):
         loss_trend="improving",
         alerts=[Alert("loss_noise", "noisy")],
         timestamp=status.timestamp,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        interval_sec=0,
     )
     assert status.timestamp is not None
 
@@ -40,7 +47,15 @@ def test_updates_within_the_interval_stay_in_memory_until_a_state_change(tmp_pat
     assert read_file(path)["current_step"] == 0
     writer.mark_completed()
     assert read_file(path) | {"timestamp": None} == {
-        **RunStatus(status="completed", current_step=2, total_steps=10, eta_sec=0.0).to_dict(),
+        **RunStatus(
+            status="completed",
+            current_step=2,
+            total_steps=10,
+            eta_sec=0.0,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            interval_sec=3600,
+        ).to_dict(),
         "timestamp": None,
     }
 
@@ -79,3 +94,29 @@ def test_reading_a_directory_without_a_valid_status_is_a_user_error(tmp_path, co
         StatusReader(tmp_path).read()
     assert isinstance(caught.value, UserError)
     assert "status" in str(caught.value)
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_running_run_whose_process_is_gone_is_stale(tmp_path):
+    StatusWriter(tmp_path / "status.json", interval_sec=2).mark_training(current_step=3, total_steps=10)
+    assert StatusReader(tmp_path).read().stale_reason() is None
+    status = StatusReader(tmp_path).read()
+    status.pid = dead_pid()
+    assert status.stale_reason() == f"its process {status.pid} on {socket.gethostname()} is gone"
+    status.status = "interrupted"
+    assert status.stale_reason() is None
+
+
+def test_a_run_on_another_host_is_stale_only_after_a_long_silence(tmp_path):
+    StatusWriter(tmp_path / "status.json", interval_sec=2).mark_training(current_step=3, total_steps=10)
+    status = StatusReader(tmp_path).read()
+    status.host = "elsewhere"
+    written = datetime.fromisoformat(status.timestamp)
+    assert status.stale_reason(now=written + timedelta(minutes=10)) is None
+    assert status.stale_reason(now=written + timedelta(minutes=31)) == "no status written for 1860s"

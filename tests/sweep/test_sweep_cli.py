@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_RUN
+from tests.resume.test_run_integrity import file_hashes
+from trainer.result import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +31,13 @@ def sweep_command(sweep_dir: Path, model_cache: Path, *overrides: str) -> list[s
 def run_sweep(sweep_dir: Path, model_cache: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         sweep_command(sweep_dir, model_cache, *overrides),
+        cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def resume_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}", *overrides],
         cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -87,15 +96,58 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(model_cache, tmp
     sweep.wait()
     assert first_result.exists() and not (sweep_dir / "2" / "result.json").exists()
     finished_first = first_result.read_bytes()
+    records = [sweep_dir / "multirun.yaml", sweep_dir / "0" / ".hydra" / "config.yaml"]
+    recorded = [path.read_bytes() for path in records]
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "trainer.sweep", f"resume={sweep_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    resumed = resume_sweep(sweep_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 3
     assert first_result.read_bytes() == finished_first
     assert "already completed; its result is reused" in resumed.stdout
+    # The resume's own record goes beside the sweep's and the jobs', never over them.
+    assert [path.read_bytes() for path in records] == recorded
+    assert (sweep_dir / "0" / ".hydra" / "resume" / "overrides.yaml").is_file()
+
+
+def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_writes_nothing(model_cache, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    assert run_sweep(sweep_dir, model_cache, "train.learning_rate=1e-3,2e-3").returncode == 0
+    before = file_hashes(sweep_dir)
+    refused = resume_sweep(sweep_dir, "train.weight_decay=0.3", "data.on_bad_record=skip")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("Cannot resume with train.weight_decay=0.3 data.on_bad_record=skip: ")
+    assert file_hashes(sweep_dir) == before
+    again = subprocess.run(
+        sweep_command(sweep_dir, model_cache, "train.learning_rate=1e-3,2e-3"), capture_output=True, text=True
+    )
+    assert again.returncode == 2
+    assert again.stderr.startswith(
+        f"{sweep_dir} already holds a sweep; continue it with `python -m trainer.sweep resume="
+    )
+    assert file_hashes(sweep_dir) == before
+
+
+def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep = subprocess.Popen(
+        sweep_command(sweep_dir, model_cache, "train.max_steps=12", "train.save_steps=100", "train.learning_rate=1e-3,2e-3"),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    status_file = sweep_dir / "0" / "status.json"
+    deadline = time.monotonic() + 300
+    while not (status_file.exists() and json.loads(status_file.read_text())["current_step"] >= 2):
+        assert sweep.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=300) == EXIT_INTERRUPTED
+    assert [row["status"] for row in summary_rows(sweep_dir)] == ["interrupted", "not started"]
+    assert not (sweep_dir / "1").exists()
+
+    resumed = resume_sweep(sweep_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 2
+    assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(2)] == [12] * 2
+    assert (sweep_dir / "1" / ".hydra" / "config.yaml").is_file()
 
 
 def test_resume_of_a_directory_that_is_not_a_sweep_is_a_clear_error(tmp_path):

@@ -54,6 +54,7 @@ def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name:
         )
     command = torchrun_command(config, overrides, config_name)
     log.info("Starting %d processes with torchrun: %s", config.distributed.nproc_per_node, " ".join(command))
+    run_dir.hand_over_claim()
     completed = subprocess.run(command, check=False)
     if (result := run_dir.read_result()) is not None:
         return TrainingResult(**result)

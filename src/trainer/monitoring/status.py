@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
 
 IDLE, TRAINING, COMPLETED, CRASHED, INTERRUPTED = "idle", "training", "completed", "crashed", "interrupted"
 FINISHED = (COMPLETED, CRASHED, INTERRUPTED)
+# Not written by a run: what a reader calls a run that is not finished but whose process is gone.
+STALE = "stale"
+# A run on another machine, whose process cannot be looked up, is stale once silent this long:
+# many status intervals, and never less than a slow step (a big model's step or evaluation).
+STALE_AFTER_INTERVALS = 100
+STALE_AFTER_MIN_SEC = 1800.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,25 @@ class RunStatus:
     last_preview: dict[str, Any] | None = None
     error_message: str | None = None
     error_type: str | None = None
+    # The writing process: a reader on the same host tells a live run from a killed one.
+    pid: int | None = None
+    host: str | None = None
+    # The writer's least seconds between writes; `timestamp` is its heartbeat.
+    interval_sec: float | None = None
+
+    def stale_reason(self, now: datetime | None = None) -> str | None:
+        """Why this unfinished run is no longer running (its process is gone, or it has been
+        silent for far longer than its interval), or None."""
+        if self.status in FINISHED:
+            return None
+        if self.pid is not None and self.host == socket.gethostname() and not process_exists(self.pid):
+            return f"its process {self.pid} on {self.host} is gone"
+        if self.timestamp is None:
+            return None
+        silent = ((now or datetime.now().astimezone()) - datetime.fromisoformat(self.timestamp)).total_seconds()
+        if silent > max(STALE_AFTER_INTERVALS * (self.interval_sec or 0.0), STALE_AFTER_MIN_SEC):
+            return f"no status written for {silent:.0f}s"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         # JSON has no NaN or Infinity: a non-finite number is written as null.
@@ -63,6 +90,16 @@ class RunStatus:
         status = cls(**{key: value for key, value in data.items() if key in known})
         status.alerts = [Alert(**alert) for alert in data.get("alerts") or []]
         return status
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, but another user's
+    return True
 
 
 def is_non_finite(value: Any) -> bool:
@@ -79,7 +116,7 @@ class StatusWriter:
         self.interval_sec = interval_sec
         # False on the non-main processes of a distributed run: one process owns the file.
         self.enabled = enabled
-        self.status = RunStatus()
+        self.status = RunStatus(pid=os.getpid(), host=socket.gethostname(), interval_sec=interval_sec)
         self.last_write = -math.inf
 
     def update(self, force: bool = False, **changes: Any) -> None:

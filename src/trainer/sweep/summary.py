@@ -7,13 +7,17 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from trainer.result import INTERRUPTED
 from trainer.run_dir import RunDirectory, write_text_atomic
 from trainer.sweep.metrics import best_index, metric_value
 
 # Overrides that say how a job ran rather than what it trained.
 HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
+NOT_STARTED = "not started"
 
 
 @dataclass
@@ -36,15 +40,19 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     )
 
 
-def job_row(job_dir: Path, shared: set[str]) -> JobRow:
+def job_row(job_dir: Path, overrides: list[str]) -> JobRow:
     result = RunDirectory(job_dir).read_result()
-    if result is None:
+    if not job_dir.is_dir():
+        status = NOT_STARTED
+    elif result is None:
         status = "running"
+    elif result["success"]:
+        status = "completed"
     else:
-        status = "completed" if result["success"] else f"failed ({result.get('error_type')})"
+        status = INTERRUPTED if result.get("error_type") == INTERRUPTED else f"failed ({result.get('error_type')})"
     return JobRow(
         job=job_dir.name,
-        overrides=" ".join(item for item in job_overrides(job_dir) if item not in shared),
+        overrides=" ".join(overrides),
         status=status,
         final_loss=metric_value(result, "final_loss"),
         eval_loss=metric_value(result, "eval_loss"),
@@ -54,25 +62,48 @@ def job_row(job_dir: Path, shared: set[str]) -> JobRow:
     )
 
 
+def sweep_jobs(sweep_dir: Path) -> dict[Path, list[str]]:
+    """Every job's directory and overrides, in job order: those started (their directory), and
+    those the sweep's multirun.yaml still plans (a sweep stopped by a signal)."""
+    jobs = {job_dir: job_overrides(job_dir) for job_dir in job_dirs(sweep_dir)}
+    for number, overrides in enumerate(planned_jobs(sweep_dir)):
+        jobs.setdefault(sweep_dir / str(number), visible(overrides))
+    return dict(sorted(jobs.items(), key=lambda job: int(job[0].name)))
+
+
+def planned_jobs(sweep_dir: Path) -> list[list[str]]:
+    """The overrides of each job the sweep's multirun.yaml expands to, in job order; none where
+    another sweeper (Optuna) decides the jobs as it goes."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return []
+    config = OmegaConf.load(path)
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    return BasicSweeper.split_arguments(overrides, None)[0]
+
+
 def job_overrides(job_dir: Path) -> list[str]:
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
         return []
-    overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) or []
+    return visible(OmegaConf.to_container(OmegaConf.load(overrides_file)) or [])
+
+
+def visible(overrides: list[str]) -> list[str]:
     return [item for item in overrides if not item.startswith(HIDDEN_OVERRIDE_PREFIXES)]
 
 
-def shared_overrides(dirs: list[Path]) -> list[str]:
+def shared_overrides(per_job: list[list[str]]) -> list[str]:
     """The overrides every job has: the sweep's fixed settings, as opposed to what it varies."""
-    per_job = [job_overrides(job_dir) for job_dir in dirs]
     return [item for item in per_job[0] if all(item in overrides for overrides in per_job[1:])] if per_job else []
 
 
-def collect_rows(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
-    """One row per job; its `overrides` are those that set it apart from the other jobs."""
-    dirs = job_dirs(sweep_dir)
-    shared = set(shared_overrides(dirs)) if len(dirs) > 1 else set()
-    rows = [job_row(job_dir, shared) for job_dir in dirs]
+def collect_rows(jobs: dict[Path, list[str]], metric: str, mode: str) -> list[JobRow]:
+    """One row per job, started or not; its `overrides` are those that set it apart from the other jobs."""
+    shared = set(shared_overrides(list(jobs.values()))) if len(jobs) > 1 else set()
+    rows = [job_row(job_dir, [item for item in overrides if item not in shared]) for job_dir, overrides in jobs.items()]
     best = best_index([getattr(row, metric) for row in rows], mode)
     if best is not None:
         rows[best].best = True
@@ -81,8 +112,9 @@ def collect_rows(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
 
 def write_summary(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
     """(Re)write summary.csv and summary.md from the job directories as they are now."""
-    rows = collect_rows(sweep_dir, metric, mode)
-    shared = shared_overrides(job_dirs(sweep_dir))
+    jobs = sweep_jobs(sweep_dir)
+    rows = collect_rows(jobs, metric, mode)
+    shared = shared_overrides(list(jobs.values()))
     write_text_atomic(sweep_dir / "summary.csv", summary_csv(rows))
     write_text_atomic(sweep_dir / "summary.md", summary_markdown(rows, shared, metric, mode))
     return rows

@@ -1,0 +1,77 @@
+"""The fingerprint of a run's data (path, size, mtime and a content hash of each file), recorded
+in the run directory so a resume never silently continues on other data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from trainer.config import DataConfig
+from trainer.data.loading import resolve_data_path
+from trainer.errors import UserError
+from trainer.run_dir import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+def data_files(config: DataConfig) -> list[Path]:
+    """The files (or saved-dataset directories) a run reads its records from."""
+    paths = [resolve_data_path(config.train)]
+    if config.validation:
+        paths.append(resolve_data_path(config.validation))
+    return paths
+
+
+def fingerprint(path: Path) -> dict[str, Any] | None:
+    """Path, size, mtime and sha256 of a file, or of every file of a directory in name order;
+    None for a path that does not exist."""
+    if not path.exists():
+        return None
+    files = sorted(item for item in path.rglob("*") if item.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for item in files:
+        digest.update(str(item.relative_to(path) if path.is_dir() else "").encode())
+        with item.open("rb") as file:
+            while chunk := file.read(CHUNK):
+                digest.update(chunk)
+    return {
+        "path": str(path.resolve()),
+        "size": sum(item.stat().st_size for item in files),
+        "mtime": max((item.stat().st_mtime for item in files), default=0.0),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def check_data_unchanged(record: Path, config: DataConfig, resume: bool) -> None:
+    """Record the data's fingerprint in a new run; in a resumed one, refuse data whose content
+    changed since, unless `data.allow_changed`, which is logged and kept in `allowed_changes`."""
+    # A missing file is left to the data loader, which names it.
+    current = {item["path"]: item for item in map(fingerprint, data_files(config)) if item is not None}
+    previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
+    if previous is None:
+        write_json_atomic(record, {"files": list(current.values()), "allowed_changes": []})
+        return
+    before = {item["path"]: item for item in previous["files"]}
+    changed = [
+        path for path in before.keys() | current.keys() if content(before.get(path)) != content(current.get(path))
+    ]
+    if not changed:
+        return
+    if not config.allow_changed:
+        raise UserError(
+            f"Cannot resume: the data changed since the run started ({', '.join(sorted(changed))}); "
+            "resume with data.allow_changed=true to continue on the new data"
+        )
+    log.warning("Resuming on changed data (data.allow_changed=true): %s", ", ".join(sorted(changed)))
+    allowed = [*previous["allowed_changes"], previous["files"]]
+    write_json_atomic(record, {"files": list(current.values()), "allowed_changes": allowed})
+
+
+def content(item: dict[str, Any] | None) -> tuple | None:
+    """What decides that data changed: its size and hash (a file only touched has not)."""
+    return None if item is None else (item["size"], item["sha256"])

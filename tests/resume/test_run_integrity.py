@@ -1,0 +1,158 @@
+"""A refused or resumed run never damages a run that exists: through the CLI, as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.resume.test_resume_cli import read_json, resume, run_trainer, trainer_command, wait_for
+from trainer.data.loading import SAMPLE_DATA
+from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR
+
+pytestmark = pytest.mark.slow
+
+RUN = ["train.max_steps=8", "train.save_steps=4", "train.logging_steps=1", "train.eval_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished 8-step run with checkpoints 4 and 8; each test works on its own copy."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    completed = run_trainer(model_cache, *RUN, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(finished_run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+def file_hashes(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def lose_the_end_of(run_dir: Path) -> None:
+    """What a SIGTERM right after the last checkpoint leaves: no final model, an interrupted result."""
+    shutil.rmtree(run_dir / "final_model")
+    result = read_json(run_dir / "result.json") | {"success": False, "error_type": "interrupted"}
+    (run_dir / "result.json").write_text(json.dumps(result))
+
+
+def test_a_new_run_refused_over_an_existing_one_leaves_every_file_byte_identical(model_cache, run_dir):
+    before = file_hashes(run_dir)
+    refused = run_trainer(
+        model_cache, f"hydra.run.dir={run_dir}", "train.weight_decay=0.3", "data.on_bad_record=skip", cwd=run_dir.parent
+    )
+    assert refused.returncode == EXIT_USER_ERROR
+    assert refused.stderr == (
+        f"{run_dir} already holds a run; continue it with `python -m trainer resume={run_dir}` "
+        "or start a new run in another directory\n"
+    )
+    assert file_hashes(run_dir) == before
+
+
+def test_a_resume_at_max_steps_trains_nothing_and_saves_the_final_model_of_the_checkpoint(run_dir, finished_run):
+    lose_the_end_of(run_dir)
+    resumed = resume(run_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "checkpoint-8 is at train.max_steps=8: no step left to train" in resumed.stdout
+    assert "Run completed: 8 steps" in resumed.stdout
+    result = read_json(run_dir / "result.json")
+    assert result["success"] and result["global_step"] == 8
+    # No step ran in this segment: no tokens/s, rather than all the run's tokens over no time.
+    assert result["summary"]["tokens_per_sec"] is None
+    weights = "final_model/model.safetensors"
+    assert (run_dir / weights).read_bytes() == (finished_run / weights).read_bytes()
+
+
+def test_a_resume_below_the_checkpoint_is_refused_and_writes_nothing(run_dir):
+    before = file_hashes(run_dir)
+    refused = resume(run_dir, "train.max_steps=4")
+    assert refused.returncode == EXIT_USER_ERROR
+    assert refused.stderr == (
+        f"Cannot resume with train.max_steps=4: {run_dir} has trained 8 steps "
+        f"({run_dir / 'checkpoints' / 'checkpoint-8'}); give train.max_steps=8 or more\n"
+    )
+    assert file_hashes(run_dir) == before
+
+
+def test_an_emptied_newest_checkpoint_falls_back_to_the_previous_one_and_ends_as_the_run_did(run_dir, finished_run):
+    lose_the_end_of(run_dir)
+    (run_dir / "checkpoints" / "checkpoint-8" / "optimizer.pt").write_bytes(b"")
+    resumed = resume(run_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Skipping " in resumed.stdout and "optimizer.pt is 0 bytes" in resumed.stdout
+    assert f"Resuming from {run_dir / 'checkpoints' / 'checkpoint-4'}" in resumed.stdout
+    result = read_json(run_dir / "result.json")
+    assert result["global_step"] == 8
+    # tokens/s counts the 4 steps of this segment only, not the 8 of the whole run.
+    tokens_at_4 = read_json(finished_run / "checkpoints" / "checkpoint-4" / "trainer_state.json")
+    summary = result["summary"]
+    assert summary["segment_tokens"] == summary["train_tokens_seen"] - tokens_at_4["num_input_tokens_seen"]
+    assert result["final_loss"] == pytest.approx(read_json(finished_run / "result.json")["final_loss"], abs=1e-5)
+
+
+def test_multirun_resume_is_refused_with_the_sweep_resume_to_use(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "trainer", "--multirun", f"resume={tmp_path}"], capture_output=True, text=True
+    )
+    assert completed.returncode == EXIT_USER_ERROR
+    assert (
+        completed.stderr == f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={tmp_path}`\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_start_up_ends_the_run_as_interrupted(model_cache, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        trainer_command(model_cache, *RUN, f"hydra.run.dir={run_dir}"),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: (run_dir / "status.json").exists(), process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=300) == EXIT_INTERRUPTED
+    result = read_json(run_dir / "result.json")
+    assert result["error_type"] == "interrupted" and result["error_message"].startswith("Stopped by SIGTERM")
+    assert read_json(run_dir / "status.json")["status"] == "interrupted"
+
+
+def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(model_cache, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    shutil.copy(SAMPLE_DATA, data)
+    run_dir = tmp_path / "run"
+    first = run_trainer(
+        model_cache, *RUN, "train.max_steps=4", f"data.train={data}", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[1:]))
+    before = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
+
+    refused = resume(run_dir, "train.max_steps=6")
+    assert refused.returncode == EXIT_USER_ERROR
+    assert f"Cannot resume: the data changed since the run started ({data}); resume with data.allow_changed=true" in (
+        refused.stdout
+    )
+    after = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
+    assert after == before
+
+    allowed = resume(run_dir, "train.max_steps=6", "data.allow_changed=true")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert f"Resuming on changed data (data.allow_changed=true): {data}" in allowed.stdout
+    record = read_json(run_dir / "data.json")
+    assert [len(files) for files in record["allowed_changes"]] == [1]
+    assert read_json(run_dir / "result.json")["global_step"] == 6
