@@ -12,9 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from trainer.cli_errors import exit_on_error, hydra_errors_raised
 from trainer.config import TrainerConfig, register_schema, to_trainer_config
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
-from trainer.errors import ConfigError, UserError
+from trainer.errors import ConfigError
 from trainer.result import EXIT_USER_ERROR, TrainingResult
 from trainer.resume import resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
@@ -32,6 +33,7 @@ register_schema()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@exit_on_error()
 def run(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     rank = LaunchedRank.from_environment(os.environ)
@@ -81,14 +83,12 @@ def main() -> None:
         from trainer.status import main as show_status
 
         sys.exit(show_status(sys.argv[2:]))
-    try:
+    with exit_on_error():
         sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
         sys.argv += rank_overrides(LaunchedRank.from_environment(os.environ), sys.argv[1:])
-    except UserError as error:
-        print(error, file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
-    run()
+        with hydra_errors_raised():
+            run()
 
 
 if __name__ == "__main__":
