@@ -118,7 +118,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     gradient_accumulation_steps: int = 1
-    # max_steps > 0 wins over num_train_epochs.
+    # max_steps > 0 wins over num_train_epochs; -1 trains for num_train_epochs.
     max_steps: int = 300
     num_train_epochs: float = 1.0
     logging_steps: int = 10
