@@ -22,7 +22,7 @@ from dataclasses import fields, is_dataclass
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.result import EXIT_CRASHED, EXIT_USER_ERROR
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -105,10 +105,6 @@ def paragraph_lines(error: Exception) -> list[str]:
             break
         lines.append(line.strip())
     return lines
-
-
-def first_line(error: BaseException) -> str:
-    return next(iter(str(error).strip().splitlines()), "")
 
 
 def raised_by_hydra(error: Exception) -> bool:

@@ -23,6 +23,7 @@ from trainer.distributed.strategy import distributed_problems
 from trainer.errors import ConfigError
 from trainer.modeling.adapters import PEFT_METHODS
 from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
+from trainer.modeling.loading import model_directory_problems
 from trainer.modeling.tiny import ARCHITECTURES
 from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
@@ -34,7 +35,6 @@ from trainer.sweep.metrics import METRICS, MODES
 MODEL_SOURCES = ("tiny", "pretrained")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 # Taken from transformers itself, so they follow its version.
 OPTIMIZERS = tuple(name.value for name in OptimizerNames)
 LR_SCHEDULERS = tuple(name.value for name in SchedulerType)
@@ -111,9 +111,7 @@ def pretrained_path_problems(name: str, path: str | None) -> list[str]:
     directory = Path(path).expanduser()
     if not directory.is_dir():
         return [f"model.path={path} does not exist or is not a directory"]
-    if not [file for pattern in WEIGHT_FILES for file in directory.glob(pattern)]:
-        return [f"model.path={path} holds no model weights (none of {', '.join(WEIGHT_FILES)})"]
-    return []
+    return [f"model.path={path} {problem}" for problem in model_directory_problems(directory)]
 
 
 def attention_problems(name: str) -> list[str]:
