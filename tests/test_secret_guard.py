@@ -3,6 +3,9 @@ anything is written."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -44,12 +47,15 @@ def test_a_sweep_value_is_checked_though_no_composed_config_holds_it():
         refuse_secrets(config)
 
 
-@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
-def test_the_cli_refuses_it_before_writing_anything(run_cli, tmp_path, multirun):
-    flags = ["--multirun", f"hydra.sweep.dir={tmp_path / 'sweep'}"] if multirun else []
-    completed = run_cli(*flags, f"preview.remote.token_env={SECRET}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+@pytest.mark.parametrize("mode", [[], ["--multirun"]], ids=["run", "multirun"])
+def test_the_cli_refuses_it_before_writing_anything(tmp_path, mode):
+    completed = subprocess.run(
+        [sys.executable, "-m", "trainer", *mode, f"preview.remote.token_env={SECRET}",
+         f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     output = completed.stdout + completed.stderr
     assert completed.returncode == EXIT_USER_ERROR, output
     assert output.startswith("Invalid configuration: preview.remote.token_env must be the NAME")
     assert SECRET not in output
-    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
