@@ -42,6 +42,9 @@ LR_SCHEDULERS = tuple(name.value for name in SchedulerType)
 
 def validate_config(config: TrainerConfig) -> None:
     """Raise one `ConfigError` listing every problem in `config`."""
+    # The other checks look at these paths, so they must first be paths at all.
+    if problems := unusable_path_problems(config):
+        raise ConfigError(problems)
     problems = [
         *non_finite_problems(config),
         *model_problems(config),
@@ -75,6 +78,28 @@ def settings(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from settings(value, f"{prefix}{item.name}.")
         else:
             yield f"{prefix}{item.name}", value
+
+
+def unusable_path_problems(config: TrainerConfig) -> list[str]:
+    paths = {
+        "data.train": config.data.train,
+        "data.validation": config.data.validation,
+        "model.path": config.model.path,
+        "model.cache_dir": config.model.cache_dir,
+        "distributed.deepspeed": config.distributed.deepspeed,
+    }
+    problems = []
+    for key, path in paths.items():
+        if path is None:
+            continue
+        if "\0" in path:
+            problems.append(f"{key} contains a NUL character, which no path may hold")
+            continue
+        try:
+            Path(path).expanduser()
+        except RuntimeError:
+            problems.append(f"{key}={path}: its ~ names no user's home directory on this machine")
+    return problems
 
 
 def model_problems(config: TrainerConfig) -> list[str]:

@@ -79,11 +79,10 @@ def read_jsonl_records(path: Path) -> list[Record]:
     records = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
-            if number == 1:
-                line = line.removeprefix(codecs.BOM_UTF8)
             if not line.strip():
                 continue
-            example, problem = parse_json_line(line.rstrip())
+            # Not only on line 1: concatenated files keep their byte order marks.
+            example, problem = parse_json_line(line.removeprefix(codecs.BOM_UTF8).rstrip())
             records.append(Record(example, str(path), number, error=problem))
     return records
 
