@@ -66,6 +66,8 @@ lines = st.one_of(
     st.integers(1, 3_000).map(lambda depth: b"[" * depth + b"]" * depth),
     st.integers(1, 200).map(lambda depth: b'{"messages": ' * depth + b"[]" + b"}" * depth),
     st.just(json.dumps(GOOD_RECORD).encode()),
+    # More digits than Python converts to an int (sys.get_int_max_str_digits()).
+    st.just(b'{"messages": ' + b"7" * 5_000 + b"}"),
 )
 
 

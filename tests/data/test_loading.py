@@ -211,3 +211,17 @@ def test_a_json_array_row_with_a_lone_surrogate_is_named_by_row(tmp_path):
     with pytest.raises(DataError) as caught:
         checked_records(str(path), PROFILE)
     assert caught.value.problems[0].startswith(f"{path} row 2 (example 1): a string holds a lone surrogate")
+
+
+def test_a_saved_dataset_that_cannot_be_loaded_is_a_data_error(tmp_path):
+    Dataset.from_list([{"messages": MESSAGES}]).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "saved" / "state.json").write_text("{broken")
+    with pytest.raises(DataError, match=r"is not a readable saved dataset \(JSONDecodeError"):
+        checked_records(str(tmp_path / "saved"), PROFILE)
+
+
+def test_an_integer_too_long_to_convert_is_a_bad_record(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(GOOD_LINE + b"\n" + b'{"n": ' + b"7" * 5_000 + b"}\n")
+    records, skipped = checked_records(str(path), PROFILE, on_bad_record="skip")
+    assert (len(records), skipped) == (1, 1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import UserError, describe_problems
+from trainer.errors import UserError, describe_problems, first_line
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
 SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
@@ -59,19 +59,25 @@ def read_records(path: Path) -> list[Record]:
     """Every record of a data file or saved dataset directory, in order."""
     if not path.exists():
         raise DataError([f"{path} does not exist"])
-    if path.is_dir():
-        records = read_saved_dataset(path)
-    elif path.suffix == ".jsonl":
-        records = read_jsonl_records(path)
-    elif path.suffix == ".json":
-        records = read_json_records(path)
-    elif path.suffix == ".parquet":
-        records = read_parquet_records(path)
-    else:
-        raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
+    try:
+        records = read_by_format(path)
+    except OSError as error:
+        raise DataError([f"{path} cannot be read: {error.strerror or error}"]) from error
     if not records:
         raise DataError([f"{path} is empty: it holds no records"])
     return records
+
+
+def read_by_format(path: Path) -> list[Record]:
+    if path.is_dir():
+        return read_saved_dataset(path)
+    if path.suffix == ".jsonl":
+        return read_jsonl_records(path)
+    if path.suffix == ".json":
+        return read_json_records(path)
+    if path.suffix == ".parquet":
+        return read_parquet_records(path)
+    raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
 
 
 def read_jsonl_records(path: Path) -> list[Record]:
@@ -99,6 +105,9 @@ def parse_json_line(line: bytes) -> tuple[Any, str | None]:
         return None, f"invalid JSON ({error.msg} at column {error.colno})"
     except RecursionError:
         return None, f"nested deeper than {MAX_NESTING} levels"
+    except ValueError as error:
+        # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits()).
+        return None, f"unreadable JSON ({first_line(error)})"
     return value, value_problem(value)
 
 
@@ -145,6 +154,8 @@ def read_json_records(path: Path) -> list[Record]:
         raise DataError([f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})"]) from error
     except RecursionError as error:
         raise DataError([f"{path}: nested deeper than {MAX_NESTING} levels"]) from error
+    except ValueError as error:
+        raise DataError([f"{path}: unreadable JSON ({first_line(error)})"]) from error
     if not isinstance(document, list):
         raise DataError([f"{path}: expected a JSON array of records (or JSON Lines), got {type(document).__name__}"])
     return [
@@ -173,7 +184,14 @@ def read_saved_dataset(path: Path) -> list[Record]:
         raise DataError([f"{path} is a directory without a saved dataset (no state.json from save_to_disk)"])
     from datasets import load_from_disk
 
-    return columnar_records(load_from_disk(str(path)).to_list(), path)
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as error:
+        # A damaged directory surfaces as anything from JSONDecodeError to an Arrow error.
+        raise DataError(
+            [f"{path} is not a readable saved dataset ({type(error).__name__}: {first_line(error)})"]
+        ) from error
+    return columnar_records(dataset.to_list(), path)
 
 
 def columnar_records(rows: Iterable[dict[str, Any]], path: Path) -> list[Record]:
