@@ -62,6 +62,12 @@ def test_hydra_composition_errors_are_one_line_and_exit_2(args, line, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_an_interpolation_that_resolves_to_nothing_names_its_key(tmp_path):
+    completed = trainer("train.max_steps=${oops}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    output = user_error_output(completed)
+    assert "Invalid configuration: train.max_steps: Interpolation key 'oops' not found" in output
+
+
 def under_a_file(tmp_path: Path) -> Path:
     (tmp_path / "a-file").write_text("")
     return tmp_path / "a-file" / "run"

@@ -44,8 +44,9 @@ class SecretGuard(Callback):
 def refuse_secrets(config: DictConfig) -> None:
     """Raise `ConfigError` for a token_env that is no variable name, in the config or in any
     override (a sweep's values are in no single composed config)."""
-    values = [OmegaConf.select(config, TOKEN_ENV_KEY)]
-    for override in config.hydra.overrides.task:
+    # Nothing is resolved here: a broken interpolation elsewhere is the job's to report.
+    values = [OmegaConf.select(config, TOKEN_ENV_KEY, throw_on_resolution_failure=False)]
+    for override in OmegaConf.to_container(config.hydra.overrides.task, resolve=False):
         key, _, value = override.partition("=")
         if key.lstrip("+~") == TOKEN_ENV_KEY:
             values.append(value)
