@@ -74,11 +74,17 @@ def under_a_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "make_dir", [lambda tmp: Path("/proc/no-such-dir/run"), under_a_file], ids=["under /proc", "parent is a file"]
+    ("flags", "make_dir"),
+    [
+        ([], lambda tmp: f"hydra.run.dir={Path('/proc/no-such-dir/run')}"),
+        ([], lambda tmp: f"hydra.run.dir={under_a_file(tmp)}"),
+        (["--multirun"], lambda tmp: f"hydra.sweep.dir={Path('/proc/no-such-dir/sweep')}"),
+    ],
+    ids=["under /proc", "parent is a file", "sweep under /proc"],
 )
-def test_a_run_directory_that_cannot_be_created_is_one_line_and_exit_2(make_dir, tmp_path):
+def test_a_run_directory_that_cannot_be_created_is_one_line_and_exit_2(flags, make_dir, tmp_path):
     # max_steps=1: should the directory be created after all, the test fails in seconds.
-    completed = trainer(f"hydra.run.dir={make_dir(tmp_path)}", "train.max_steps=1", cwd=tmp_path)
+    completed = trainer(*flags, make_dir(tmp_path), "train.max_steps=1", cwd=tmp_path)
     user_error_output(completed)
     assert completed.stderr.startswith("Cannot create or write ")
     assert len(completed.stderr.splitlines()) == 1
