@@ -17,12 +17,14 @@ from trainer.validation import validate_config
 SECRET = "sk-live-9f8e7d6c5b4a"
 
 
-@pytest.mark.parametrize("name", [None, "PREVIEW_TOKEN", "_token2", "hf"])
+@pytest.mark.parametrize("name", [None, "PREVIEW_TOKEN", "_token2", "hf", "MY_INFERENCE_SERVER_TOKEN_2024"])
 def test_variable_names_are_accepted(name):
     assert token_env_problems(name) == []
 
 
-@pytest.mark.parametrize("value", [SECRET, "hf_abc def", "2TOKEN", "", "TOKEN\n"])
+@pytest.mark.parametrize(
+    "value", [SECRET, "hf_abc def", "2TOKEN", "", "TOKEN\n", "hf_AbCdEfGh12", "aB3dEfGhIjKlMnOpQrStUv"]
+)
 def test_anything_else_is_refused_without_repeating_it(value):
     (problem,) = token_env_problems(value)
     assert "NAME of an environment variable" in problem

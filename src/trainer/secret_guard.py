@@ -17,10 +17,18 @@ from trainer.errors import ConfigError
 
 TOKEN_ENV_KEY = "preview.remote.token_env"
 ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Some tokens are valid variable names (hf_..., ghp_...): known prefixes, and long mixed-case
+# strings with digits, which no one names a variable, are taken for tokens.
+TOKEN_PREFIXES = ("hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat", "xox")
+TOKEN_LIKE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9]).{20,}")
 
 
 def token_env_problems(token_env: str | None) -> list[str]:
-    if token_env is None or ENVIRONMENT_VARIABLE_NAME.fullmatch(token_env):
+    if token_env is None or (
+        ENVIRONMENT_VARIABLE_NAME.fullmatch(token_env)
+        and not token_env.startswith(TOKEN_PREFIXES)
+        and not TOKEN_LIKE.fullmatch(token_env)
+    ):
         return []
     return [
         f"{TOKEN_ENV_KEY} must be the NAME of an environment variable that holds the token (letters, digits "
