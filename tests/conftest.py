@@ -65,3 +65,13 @@ def run_cli(model_cache: Path) -> Callable[..., subprocess.CompletedProcess[str]
         )
 
     return run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long fuzzing budget runs only when asked for, with `-m fuzz`."""
+    if "fuzz" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="long fuzzing budget: run with -m fuzz")
+    for item in items:
+        if "fuzz" in item.keywords:
+            item.add_marker(skip)

@@ -41,8 +41,8 @@ def test_a_missing_data_file_exits_non_zero_and_names_the_key(run_cli, tmp_path)
     assert "Traceback" not in completed.stdout + completed.stderr
 
 
-def test_a_misspelt_key_exits_non_zero_and_names_the_key(run_cli, tmp_path):
+def test_a_misspelt_key_exits_2_and_names_the_key_it_meant(run_cli, tmp_path):
     completed = run_cli("train.learnin_rate=1e-4", cwd=tmp_path)
-    assert completed.returncode != 0
-    assert "Key 'learnin_rate' not in 'TrainConfig'" in completed.stderr
+    assert completed.returncode == EXIT_USER_ERROR
+    assert "train.learnin_rate is not a setting; did you mean train.learning_rate?" in completed.stderr
     assert "Traceback" not in completed.stderr

@@ -85,3 +85,44 @@ def test_monitoring_knobs_are_checked(make_config):
         "monitoring.status_interval_sec must be >= 0 (got -1.0)",
         "monitoring.loss_window must be >= 3 (got 2)",
     ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused(make_config, value):
+    assert problems_of(make_config(f"train.learning_rate={value}")) == [
+        f"train.learning_rate must be a finite number (got {float(value)})"
+    ]
+
+
+@pytest.mark.parametrize("steps", [0, -2])
+def test_max_steps_is_positive_or_minus_one(make_config, steps):
+    assert problems_of(make_config(f"train.max_steps={steps}")) == [
+        f"train.max_steps must be > 0, or -1 to train for train.num_train_epochs (got {steps})"
+    ]
+
+
+def test_max_steps_minus_one_trains_for_the_epochs(make_config):
+    validate_config(make_config("train.max_steps=-1", "train.num_train_epochs=0.5"))
+    assert problems_of(make_config("train.max_steps=-1", "train.num_train_epochs=0")) == [
+        "train.num_train_epochs must be > 0 with train.max_steps=-1 (got 0.0)"
+    ]
+
+
+def test_a_model_path_with_the_tiny_model_is_refused(make_config):
+    (problem,) = problems_of(make_config("model.path=/models/qwen"))
+    assert problem.startswith("model.path=/models/qwen is set, but model=tiny builds its own tiny model")
+
+
+def test_optimizer_scheduler_and_attention_names_come_from_transformers(make_config):
+    problems = problems_of(
+        make_config("train.optim=adamw", "train.lr_scheduler_type=cosin", "model.attn_implementation=flash")
+    )
+    assert [problem.split(" is unknown")[0] for problem in problems] == [
+        "model.attn_implementation=flash",
+        "train.optim=adamw",
+        "train.lr_scheduler_type=cosin",
+    ]
+    assert "adamw_torch_fused" in problems[1] and "cosine_with_min_lr" in problems[2] and "sdpa" in problems[0]
+    validate_config(
+        make_config("train.optim=adafactor", "train.lr_scheduler_type=linear", "model.attn_implementation=eager")
+    )

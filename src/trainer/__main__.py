@@ -13,9 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from trainer.cli_errors import exit_on_error, hydra_errors_raised
 from trainer.config import TrainerConfig, register_schema, to_trainer_config
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
-from trainer.errors import ConfigError, UserError
+from trainer.errors import ConfigError
 from trainer.result import EXIT_USER_ERROR, INTERRUPTED, TrainingResult
 from trainer.resume import claim_before_hydra, resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
@@ -34,6 +35,7 @@ register_schema()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@exit_on_error()
 def run(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     rank = LaunchedRank.from_environment(os.environ)
@@ -86,18 +88,15 @@ def main() -> None:
         from trainer.status import main as show_status
 
         sys.exit(show_status(sys.argv[2:]))
-    try:
+    with exit_on_error():
         sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
         rank = LaunchedRank.from_environment(os.environ)
         sys.argv += rank_overrides(rank, sys.argv[1:])
         # Rank 0 (or the only process) owns the run directory; the others write no .hydra/.
         claim = claim_before_hydra(sys.argv[1:]) if rank is None or rank.rank == 0 else nullcontext()
-        with claim:
+        with claim, hydra_errors_raised():
             run()
-    except UserError as error:
-        print(error, file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":

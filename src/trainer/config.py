@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, first_line
 
 SCHEMA_NAME = "trainer_schema"
 
@@ -123,7 +124,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     gradient_accumulation_steps: int = 1
-    # max_steps > 0 wins over num_train_epochs.
+    # max_steps > 0 wins over num_train_epochs; -1 trains for num_train_epochs.
     max_steps: int = 300
     num_train_epochs: float = 1.0
     logging_steps: int = 10
@@ -240,9 +241,15 @@ def register_schema() -> None:
 
 def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
     """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
-    if unknown := unknown_keys(cfg, TrainerConfig):
-        raise ConfigError([f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown])
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
+    try:
+        if unknown := unknown_keys(cfg, TrainerConfig):
+            raise ConfigError(
+                [f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown]
+            )
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
+    except OmegaConfBaseException as error:
+        # An interpolation that resolves to nothing, or to a value of the wrong type.
+        raise ConfigError([f"{error.full_key}: {first_line(error)}"]) from error
     assert isinstance(config, TrainerConfig)
     return config
 

@@ -22,7 +22,7 @@ from trainer.config import TrainerConfig
 from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.interruption import StopRequest, graceful_stop
 from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
@@ -106,7 +106,13 @@ class TrainerEngine:
                 log.error("%s", error)
                 result = failure(error, user_error=True)
             except Exception as error:
-                log.exception("The run crashed")
+                # The console shows this line; the traceback goes to trainer.log only.
+                log.exception(
+                    "The run crashed: %s: %s (traceback in %s)",
+                    type(error).__name__,
+                    first_line(error),
+                    run_dir.log_file,
+                )
                 result = failure(error, message=f"{type(error).__name__}: {error}")
             result.runtime_sec = round(time.monotonic() - started, 3)
             if status.enabled:

@@ -27,3 +27,8 @@ def describe_problems(title: str, problems: list[str], shown: int | None = None)
     lines = "\n".join(f"  - {problem}" for problem in listed)
     more = f"\n  ... and {len(problems) - len(listed)} more" if len(listed) < len(problems) else ""
     return f"{title} ({len(problems)} problems):\n{lines}{more}"
+
+
+def first_line(error: BaseException) -> str:
+    """The headline of an error's message (libraries append details on further lines)."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)

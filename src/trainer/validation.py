@@ -6,10 +6,16 @@ Every problem is collected, so one run tells the user all there is to fix.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Collection
+import math
+from collections.abc import Collection, Iterator
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
 
 from trainer.config import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
@@ -17,6 +23,7 @@ from trainer.distributed.strategy import distributed_problems
 from trainer.errors import ConfigError
 from trainer.modeling.adapters import PEFT_METHODS
 from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
+from trainer.modeling.loading import model_directory_problems
 from trainer.modeling.tiny import ARCHITECTURES
 from trainer.monitoring.health import MIN_TREND_POINTS
 from trainer.precision import precision_problems
@@ -28,12 +35,18 @@ from trainer.sweep.metrics import METRICS, MODES
 MODEL_SOURCES = ("tiny", "pretrained")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BAD_RECORD_POLICIES = ("error", "skip")
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+# Taken from transformers itself, so they follow its version.
+OPTIMIZERS = tuple(name.value for name in OptimizerNames)
+LR_SCHEDULERS = tuple(name.value for name in SchedulerType)
 
 
 def validate_config(config: TrainerConfig) -> None:
     """Raise one `ConfigError` listing every problem in `config`."""
+    # The other checks look at these paths, so they must first be paths at all.
+    if problems := unusable_path_problems(config):
+        raise ConfigError(problems)
     problems = [
+        *non_finite_problems(config),
         *model_problems(config),
         *data_problems(config),
         *choice_problems(config),
@@ -48,11 +61,53 @@ def validate_config(config: TrainerConfig) -> None:
         raise ConfigError(problems)
 
 
+def non_finite_problems(config: TrainerConfig) -> list[str]:
+    """nan and inf pass every `> 0` check (nan compares false with everything) and fail only in training."""
+    return [
+        f"{key} must be a finite number (got {value})"
+        for key, value in settings(config)
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
+def settings(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every leaf setting of a config section."""
+    for item in fields(node):
+        value = getattr(node, item.name)
+        if is_dataclass(value):
+            yield from settings(value, f"{prefix}{item.name}.")
+        else:
+            yield f"{prefix}{item.name}", value
+
+
+def unusable_path_problems(config: TrainerConfig) -> list[str]:
+    paths = {
+        "data.train": config.data.train,
+        "data.validation": config.data.validation,
+        "model.path": config.model.path,
+        "model.cache_dir": config.model.cache_dir,
+        "distributed.deepspeed": config.distributed.deepspeed,
+    }
+    problems = []
+    for key, path in paths.items():
+        if path is None:
+            continue
+        if "\0" in path:
+            problems.append(f"{key} contains a NUL character, which no path may hold")
+            continue
+        try:
+            Path(path).expanduser()
+        except RuntimeError:
+            problems.append(f"{key}={path}: its ~ names no user's home directory on this machine")
+    return problems
+
+
 def model_problems(config: TrainerConfig) -> list[str]:
     model = config.model
     if model.source not in MODEL_SOURCES:
         return [f"model.source={model.source} is unknown; choose one of {', '.join(MODEL_SOURCES)}"]
     problems = positive("model", {"max_length": model.max_length})
+    problems += attention_problems(model.attn_implementation)
     if model.chat_template not in CHAT_TEMPLATE_MODES:
         problems.append(
             f"model.chat_template={model.chat_template} is unknown; choose one of {', '.join(CHAT_TEMPLATE_MODES)}"
@@ -62,6 +117,12 @@ def model_problems(config: TrainerConfig) -> list[str]:
             problems.append(
                 f"model.architecture={model.architecture} cannot be built as a tiny model; "
                 f"choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if model.path:
+            problems.append(
+                f"model.path={model.path} is set, but model={model.name} builds its own tiny model; "
+                "load a pretrained model with a pretrained model config (e.g. model=qwen3-0.6b model.path=...) "
+                "or model.source=pretrained"
             )
         return problems + positive("model.tiny", vars(model.tiny), allow_zero={"init_seed"})
     return problems + pretrained_path_problems(model.name, model.path)
@@ -75,9 +136,15 @@ def pretrained_path_problems(name: str, path: str | None) -> list[str]:
     directory = Path(path).expanduser()
     if not directory.is_dir():
         return [f"model.path={path} does not exist or is not a directory"]
-    if not [file for pattern in WEIGHT_FILES for file in directory.glob(pattern)]:
-        return [f"model.path={path} holds no model weights (none of {', '.join(WEIGHT_FILES)})"]
-    return []
+    return [f"model.path={path} {problem}" for problem in model_directory_problems(directory)]
+
+
+def attention_problems(name: str) -> list[str]:
+    # "org/repo" names a kernel from the hub, which transformers checks when it loads the model.
+    allowed = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    if name in allowed or "/" in name:
+        return []
+    return [f"model.attn_implementation={name} is unknown; choose one of {', '.join(allowed)}"]
 
 
 def looks_like_local_path(path: str) -> bool:
@@ -116,6 +183,8 @@ def choice_problems(config: TrainerConfig) -> list[str]:
         "sweep.metric": (config.sweep.metric, METRICS),
         "sweep.mode": (config.sweep.mode, MODES),
         "data.on_bad_record": (config.data.on_bad_record, BAD_RECORD_POLICIES),
+        "train.optim": (config.train.optim, OPTIMIZERS),
+        "train.lr_scheduler_type": (config.train.lr_scheduler_type, LR_SCHEDULERS),
     }
     problems = [
         f"{key}={value} is unknown; choose one of {', '.join(allowed)}"
@@ -152,8 +221,12 @@ def train_problems(config: TrainerConfig) -> list[str]:
             "dataloader_num_workers": train.dataloader_num_workers,
         },
     )
-    if train.max_steps <= 0 and train.num_train_epochs <= 0:
-        problems.append("train.max_steps or train.num_train_epochs must be > 0")
+    if train.max_steps == 0 or train.max_steps < -1:
+        problems.append(
+            f"train.max_steps must be > 0, or -1 to train for train.num_train_epochs (got {train.max_steps})"
+        )
+    elif train.max_steps == -1 and train.num_train_epochs <= 0:
+        problems.append(f"train.num_train_epochs must be > 0 with train.max_steps=-1 (got {train.num_train_epochs})")
     if not 0.0 <= train.warmup_ratio < 1.0:
         problems.append(f"train.warmup_ratio must be in [0, 1) (got {train.warmup_ratio})")
     return problems
@@ -191,7 +264,8 @@ def positive(section: str, values: dict[str, float], allow_zero: Collection[str]
     return [
         f"{section}.{key} must be {'>= 0' if key in allow_zero else '> 0'} (got {value})"
         for key, value in values.items()
-        if value < 0 or (value == 0 and key not in allow_zero)
+        # A non-finite value is reported once, by non_finite_problems.
+        if math.isfinite(value) and (value < 0 or (value == 0 and key not in allow_zero))
     ]
 
 

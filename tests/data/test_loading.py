@@ -158,3 +158,70 @@ def test_unusable_data_gives_one_clear_line(make, message, tmp_path):
     with pytest.raises(DataError) as caught:
         checked_records(str(path), PROFILE)
     assert str(caught.value) == "Invalid data: " + message.format(path=path)
+
+
+GOOD_LINE = json.dumps({"messages": MESSAGES}).encode()
+# Lines no JSON reader can use, each with the problem reported for it.
+UNREADABLE_LINES = [
+    ('{"messages": "caf\xe9"}'.encode("latin-1"), "not valid UTF-8 (byte 0xe9 at column 18)"),
+    (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "a string holds a lone surrogate (e.g. \\ud800)"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 32 levels"),
+    (b'{"a": ' * 40 + b"1" + b"}" * 40, "nested deeper than 32 levels"),
+]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["utf-8", "utf-8 with BOM"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_utf8_with_or_without_a_byte_order_mark_is_read(bom, suffix, tmp_path):
+    path = tmp_path / f"chats{suffix}"
+    body = GOOD_LINE + b"\n" + GOOD_LINE if suffix == ".jsonl" else b"[" + GOOD_LINE + b"," + GOOD_LINE + b"]"
+    path.write_bytes(bom + body)
+    records, skipped = checked_records(str(path), PROFILE)
+    assert (len(records), skipped) == (2, 0)
+
+
+def test_unreadable_lines_are_listed_by_line_like_invalid_json(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join([GOOD_LINE, *(line for line, _ in UNREADABLE_LINES)]) + b"\n")
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    for number, (problem, (_, expected)) in enumerate(zip(caught.value.problems, UNREADABLE_LINES, strict=True), 2):
+        assert problem.startswith(f"{path}:{number} (example {number - 1}): {expected}")
+
+
+def test_unreadable_lines_can_be_skipped(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join([GOOD_LINE, *(line for line, _ in UNREADABLE_LINES), GOOD_LINE]) + b"\n")
+    records, skipped = checked_records(str(path), PROFILE, on_bad_record="skip")
+    assert skipped == len(UNREADABLE_LINES)
+    assert [record.line for _, record in records] == [1, len(UNREADABLE_LINES) + 2]
+
+
+def test_a_json_array_with_an_undecodable_byte_names_its_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"[\n" + GOOD_LINE + b",\n" + '{"x": "\xe9"}'.encode("latin-1") + b"\n]")
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    assert caught.value.problems == [f"{path}:3: not valid UTF-8 (byte 0xe9)"]
+
+
+def test_a_json_array_row_with_a_lone_surrogate_is_named_by_row(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"[" + GOOD_LINE + b', {"messages": [{"role": "user", "content": "\\udfff"}]}]')
+    with pytest.raises(DataError) as caught:
+        checked_records(str(path), PROFILE)
+    assert caught.value.problems[0].startswith(f"{path} row 2 (example 1): a string holds a lone surrogate")
+
+
+def test_a_saved_dataset_that_cannot_be_loaded_is_a_data_error(tmp_path):
+    Dataset.from_list([{"messages": MESSAGES}]).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "saved" / "state.json").write_text("{broken")
+    with pytest.raises(DataError, match=r"is not a readable saved dataset \(JSONDecodeError"):
+        checked_records(str(tmp_path / "saved"), PROFILE)
+
+
+def test_an_integer_too_long_to_convert_is_a_bad_record(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(GOOD_LINE + b"\n" + b'{"n": ' + b"7" * 5_000 + b"}\n")
+    records, skipped = checked_records(str(path), PROFILE, on_bad_record="skip")
+    assert (len(records), skipped) == (1, 1)

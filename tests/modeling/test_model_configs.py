@@ -49,6 +49,7 @@ def test_cfg_job_shows_a_model_composed_over_its_family(tmp_path):
 
 def test_a_model_directory_without_weights_is_named(make_config, tmp_path):
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
     assert problems_of(make_config("model=qwen3-0.6b", f"model.path={tmp_path}")) == [
         f"model.path={tmp_path} holds no model weights (none of *.safetensors, pytorch_model*.bin)"
     ]

@@ -26,7 +26,8 @@ STATS_FILE = "stats.json"
 def cache_key(**inputs: Any) -> str:
     """A digest of `inputs` (records, prompt, template, tokenizer, limits), JSON-encoded."""
     encoded = json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()[:16]
+    # surrogatepass: a lone surrogate in some input must change the key, never crash it.
+    return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def load_cached(directory: Path) -> tuple[dict[str, Dataset], dict[str, int]] | None:

@@ -40,7 +40,7 @@ def sharegpt_messages(turns: Any) -> list[dict[str, Any]]:
     for position, turn in enumerate(turns):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise RecordShapeError(f"conversations[{position}] must be an object with 'from' and 'value'")
-        if turn["from"] not in SHAREGPT_ROLES:
+        if not isinstance(turn["from"], str) or turn["from"] not in SHAREGPT_ROLES:
             raise RecordShapeError(
                 f"conversations[{position}].from must be one of {', '.join(SHAREGPT_ROLES)} (got {turn['from']!r})"
             )

@@ -1,25 +1,30 @@
 """Reading chat records from disk, each remembered with the file and line (or row) it came from.
 
 Accepted: JSON Lines, a JSON array, Parquet, and a directory written by `datasets`' `save_to_disk`.
-An entry that cannot be read at all (invalid JSON) is kept as a record with its error, so the caller
+Text is UTF-8, with or without a byte order mark. An entry that cannot be read at all (invalid
+UTF-8 or JSON, a lone surrogate, absurd nesting) is kept as a record with its error, so the caller
 reports it beside the other bad records, or skips it, and every record keeps its position.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import UserError, describe_problems
+from trainer.errors import UserError, describe_problems, first_line
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
 SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
 SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
 # Enough to show a pattern without burying the user in a wall of lines.
 MAX_REPORTED_PROBLEMS = 20
+# Chat records nest a few levels (record > messages > message > content parts); far deeper is
+# a broken or hostile file, and recursive code later on (copies, templates) would overflow.
+MAX_NESTING = 32
 
 
 @dataclass(frozen=True)
@@ -54,39 +59,91 @@ def read_records(path: Path) -> list[Record]:
     """Every record of a data file or saved dataset directory, in order."""
     if not path.exists():
         raise DataError([f"{path} does not exist"])
-    if path.is_dir():
-        records = read_saved_dataset(path)
-    elif path.suffix == ".jsonl":
-        records = read_jsonl_records(path)
-    elif path.suffix == ".json":
-        records = read_json_records(path)
-    elif path.suffix == ".parquet":
-        records = read_parquet_records(path)
-    else:
-        raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
+    try:
+        records = read_by_format(path)
+    except OSError as error:
+        raise DataError([f"{path} cannot be read: {error.strerror or error}"]) from error
     if not records:
         raise DataError([f"{path} is empty: it holds no records"])
     return records
 
 
+def read_by_format(path: Path) -> list[Record]:
+    if path.is_dir():
+        return read_saved_dataset(path)
+    if path.suffix == ".jsonl":
+        return read_jsonl_records(path)
+    if path.suffix == ".json":
+        return read_json_records(path)
+    if path.suffix == ".parquet":
+        return read_parquet_records(path)
+    raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
+
+
 def read_jsonl_records(path: Path) -> list[Record]:
-    """Every non-blank line of a JSON Lines file."""
+    """Every non-blank line of a JSON Lines file (UTF-8, with or without a byte order mark)."""
     records = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                records.append(Record(json.loads(line.rstrip()), str(path), number))
-            except json.JSONDecodeError as error:
-                problem = f"invalid JSON ({error.msg} at column {error.colno})"
-                records.append(Record(None, str(path), number, error=problem))
+            # Not only on line 1: concatenated files keep their byte order marks.
+            example, problem = parse_json_line(line.removeprefix(codecs.BOM_UTF8).rstrip())
+            records.append(Record(example, str(path), number, error=problem))
     return records
+
+
+def parse_json_line(line: bytes) -> tuple[Any, str | None]:
+    """The value of one line of JSON, or None and why it cannot be used."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"invalid JSON ({error.msg} at column {error.colno})"
+    except RecursionError:
+        return None, f"nested deeper than {MAX_NESTING} levels"
+    except ValueError as error:
+        # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits()).
+        return None, f"unreadable JSON ({first_line(error)})"
+    return value, value_problem(value)
+
+
+def value_problem(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be trained on: nesting no record needs (every later step
+    walks it recursively), or text that is not Unicode (a lone surrogate escape such as \\ud800)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_NESTING:
+            return f"nested deeper than {MAX_NESTING} levels"
+        if isinstance(item, dict):
+            pending += [(key, depth) for key in item] + [(child, depth + 1) for child in item.values()]
+        elif isinstance(item, list):
+            pending += [(child, depth + 1) for child in item]
+        elif isinstance(item, str) and not is_unicode(item):
+            return "a string holds a lone surrogate (e.g. \\ud800), which is not valid Unicode"
+    return None
+
+
+def is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_json_records(path: Path) -> list[Record]:
     """The elements of a JSON array; a `.json` file holding JSON Lines is read as such."""
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError([f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})"]) from error
     if not text.strip():
         return []
     try:
@@ -95,9 +152,16 @@ def read_json_records(path: Path) -> list[Record]:
         if error.msg == "Extra data":
             return read_jsonl_records(path)
         raise DataError([f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})"]) from error
+    except RecursionError as error:
+        raise DataError([f"{path}: nested deeper than {MAX_NESTING} levels"]) from error
+    except ValueError as error:
+        raise DataError([f"{path}: unreadable JSON ({first_line(error)})"]) from error
     if not isinstance(document, list):
         raise DataError([f"{path}: expected a JSON array of records (or JSON Lines), got {type(document).__name__}"])
-    return [Record(item, str(path), row, unit="row") for row, item in enumerate(document, start=1)]
+    return [
+        Record(item, str(path), row, unit="row", error=value_problem(item))
+        for row, item in enumerate(document, start=1)
+    ]
 
 
 def read_parquet_records(path: Path) -> list[Record]:
@@ -120,7 +184,14 @@ def read_saved_dataset(path: Path) -> list[Record]:
         raise DataError([f"{path} is a directory without a saved dataset (no state.json from save_to_disk)"])
     from datasets import load_from_disk
 
-    return columnar_records(load_from_disk(str(path)).to_list(), path)
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as error:
+        # A damaged directory surfaces as anything from JSONDecodeError to an Arrow error.
+        raise DataError(
+            [f"{path} is not a readable saved dataset ({type(error).__name__}: {first_line(error)})"]
+        ) from error
+    return columnar_records(dataset.to_list(), path)
 
 
 def columnar_records(rows: Iterable[dict[str, Any]], path: Path) -> list[Record]:

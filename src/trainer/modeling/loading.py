@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.config import ModelConfig
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 from trainer.modeling.chat_template import ensure_chat_template
 from trainer.modeling.tiny import tiny_model_dir
 
 log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+# Any one of these holds a tokenizer's vocabulary (fast, SentencePiece, BPE, WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
+# A tokenizer that turns this into no tokens has no vocabulary: training would learn nothing.
+PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog. 2 + 3 = 5"
+
+
+def model_directory_problems(directory: Path) -> list[str]:
+    """What a local model directory lacks to be loaded, checked without loading it: a readable
+    config.json, weights (safetensors headers read), and a tokenizer vocabulary."""
+    problems = []
+    config = directory / "config.json"
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append("has no config.json")
+    except (OSError, ValueError) as error:
+        problems.append(f"has a config.json that cannot be read ({error})")
+    weights = sorted(file for pattern in WEIGHT_FILES for file in directory.glob(pattern))
+    if not weights:
+        problems.append(f"holds no model weights (none of {', '.join(WEIGHT_FILES)})")
+    problems += [problem for file in weights if (problem := safetensors_problem(file))]
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        problems.append(f"holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    return problems
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file is unreadable; opening it reads and checks only its header."""
+    if file.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(file, framework="pt"):
+            return None
+    except (SafetensorError, OSError) as error:
+        return f"has a weights file {file.name} that is not readable safetensors ({error})"
 
 
 def model_location(config: ModelConfig) -> str:
@@ -30,10 +69,10 @@ def load_model_and_tokenizer(
     gained for that template (the model's embeddings are grown to fit them)."""
     location = model_location(config)
     log.info("Loading model %s from %s (%s)", config.name, location, describe_weights(dtype, quantize_4bit))
+    tokenizer = load_tokenizer(location, config.trust_remote_code)
+    # The template is chosen (and an unusable one refused) before the model loads.
+    added_tokens = ensure_chat_template(tokenizer, config.chat_template)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
-        # The template is chosen (and an unusable one refused) before the model loads.
-        added_tokens = ensure_chat_template(tokenizer, config.chat_template)
         model = AutoModelForCausalLM.from_pretrained(
             location,
             dtype=dtype,
@@ -41,11 +80,28 @@ def load_model_and_tokenizer(
             trust_remote_code=config.trust_remote_code,
             **(four_bit_loading(dtype) if quantize_4bit else {}),
         )
-    except OSError as error:
-        raise UserError(f"model.path={location} could not be loaded: {error}") from error
+    except (OSError, ValueError, SafetensorError) as error:
+        raise UserError(f"model.path={location}: the model could not be loaded: {first_line(error)}") from error
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer, added_tokens
+
+
+def load_tokenizer(location: str, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    """The tokenizer of `location`, refused when it cannot encode text."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    except Exception as error:
+        # A damaged tokenizer file surfaces as anything from OSError to KeyError.
+        raise UserError(
+            f"model.path={location}: the tokenizer could not be loaded ({type(error).__name__}: {first_line(error)})"
+        ) from error
+    if not tokenizer(PROBE_SENTENCE, add_special_tokens=False)["input_ids"]:
+        raise UserError(
+            f"model.path={location}: its tokenizer encodes text to no tokens at all (a tokenizer file is missing "
+            "or empty); copy the model's tokenizer files into the directory"
+        )
+    return tokenizer
 
 
 def describe_weights(dtype: torch.dtype, quantize_4bit: bool) -> str:

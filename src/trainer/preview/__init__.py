@@ -18,6 +18,7 @@ from trainer.preview.recording import PreviewLog, PreviewTensorBoardText
 from trainer.preview.remote import PROTOCOLS, RemotePreviewBackend, read_token
 from trainer.profiles.base import Profile
 from trainer.run_dir import RunDirectory
+from trainer.secret_guard import token_env_problems
 
 BACKENDS = ("none", "local", "remote")
 
@@ -74,6 +75,7 @@ def preview_problems(config: PreviewConfig) -> list[str]:
             problems.append(f"preview.{key} must be >= 1 (got {value})")
     if config.temperature < 0:
         problems.append(f"preview.temperature must be >= 0 (got {config.temperature}); 0 means greedy")
+    problems += token_env_problems(config.remote.token_env)
     if config.backend == "remote":
         problems += remote_problems(config)
     return problems
