@@ -148,11 +148,12 @@ class RunDirectory:
         if key in CLAIMED_BEFORE_HYDRA and not before_hydra:
             yield
             return
+        created = not self.root.exists()
         try:
             self.create()
             lock = (self.root / ".lock").open("a")
         except OSError as error:
-            raise UserError(f"Cannot write the run directory {self.root}: {error.strerror}") from error
+            raise UserError(f"Cannot create or write the run directory {self.root}: {error.strerror}") from error
         with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -167,8 +168,18 @@ class RunDirectory:
                 CLAIMED_BEFORE_HYDRA[key] = lock
             try:
                 yield
+            except BaseException:
+                # A command line Hydra refuses leaves no empty directory behind.
+                if created:
+                    self.remove_if_untouched()
+                raise
             finally:
                 CLAIMED_BEFORE_HYDRA.pop(key, None)
+
+    def remove_if_untouched(self) -> None:
+        """Remove the directory when it holds nothing but the claim's lock file."""
+        if {path.name for path in self.root.iterdir()} <= {".lock"}:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def hand_over_claim(self) -> None:
         """Release a claim made before Hydra, for a process this one starts to make its own (the

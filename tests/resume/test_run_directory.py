@@ -38,7 +38,10 @@ def test_a_finished_run_is_not_overwritten_unless_resumed(tmp_path):
 def test_an_unwritable_run_directory_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(UserError, match="Cannot write the run directory"), RunDirectory(blocker / "run").claim(False):
+    with (
+        pytest.raises(UserError, match="Cannot create or write the run directory"),
+        RunDirectory(blocker / "run").claim(False),
+    ):
         pass
 
 
