@@ -15,6 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
+from trainer.overrides import override_key
 
 RESUME_PREFIX = "resume="
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
@@ -52,10 +53,6 @@ def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
         )
     flags = [argument for argument in arguments if argument.startswith("-")]
     return [*flags, *overrides, f"hydra.run.dir={run_dir}", "hydra.output_subdir=.hydra/resume", "run.resume=true"]
-
-
-def override_key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def resumed_config(run_dir: Path, overrides: list[str]) -> DictConfig:

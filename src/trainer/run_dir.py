@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.overrides import tensorboard_run_name
 
 # Where a checkpoint is written before it is renamed into checkpoints/: a kill during a save leaves
 # only this, never a checkpoint-N that looks complete but is not.
@@ -58,7 +59,10 @@ class RunDirectory:
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.root / "tensorboard"
+        """The run's event files, in a directory named after the overrides that set the run apart:
+        TensorBoard names a run by its directory, so `tensorboard --logdir multirun/DATE/TIME`
+        shows `0/tensorboard/profile=plain,train.learning_rate=0.001`, not `0/tensorboard`."""
+        return self.root / "tensorboard" / tensorboard_run_name(self.root)
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -7,13 +7,9 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from trainer.overrides import job_overrides
 from trainer.run_dir import RunDirectory, write_text_atomic
 from trainer.sweep.metrics import best_index, metric_value
-
-# Overrides that say how a job ran rather than what it trained.
-HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
 
 
 @dataclass
@@ -52,14 +48,6 @@ def job_row(job_dir: Path, shared: set[str]) -> JobRow:
         runtime_sec=result.get("runtime_sec") if result else None,
         run_dir=str(job_dir),
     )
-
-
-def job_overrides(job_dir: Path) -> list[str]:
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():
-        return []
-    overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) or []
-    return [item for item in overrides if not item.startswith(HIDDEN_OVERRIDE_PREFIXES)]
 
 
 def shared_overrides(dirs: list[Path]) -> list[str]:
