@@ -25,15 +25,16 @@ class HParam(NamedTuple):
     name: str
     value: HParamValue
     # The config key (or group) it comes from: a sweep over that key marks the column as one
-    # that differs between runs, and TensorBoard shows such columns first.
-    source: str
+    # that differs between runs, and TensorBoard shows such columns first. None: derived, so
+    # whether it differs is not known from the overrides.
+    source: str | None
 
 
 def reported_hparams(config: TrainerConfig) -> list[HParam]:
     """The one key set every run reports. A new hyper-parameter to compare is one line here."""
     return [
         HParam("profile", config.profile.name, "profile"),
-        HParam("profile_version", PROFILES[config.profile.name].version, "profile"),
+        HParam("profile_version", PROFILES[config.profile.name].version, None),
         HParam("precision", config.precision.name, "precision"),
         HParam("model", config.model.name, "model"),
         HParam("data", config.data.train or "sample", "data.train"),
