@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import FAST_RUN
+from trainer.run_dir import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def test_the_run_directory_holds_every_file_of_the_contract(finished_run):
         "checkpoints/checkpoint-12/scheduler.pt", "checkpoints/checkpoint-12/rng_state.pth",
     ]  # fmt: skip
     assert [name for name in expected if not (finished_run / name).is_file()] == []
-    assert list((finished_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(RunDirectory(finished_run).tensorboard_dir.glob("events.out.tfevents.*"))
 
 
 def test_result_json_reports_success_and_a_falling_loss(finished_run):
@@ -62,7 +63,7 @@ def test_result_json_reports_success_and_a_falling_loss(finished_run):
 
 
 def test_tensorboard_holds_train_and_eval_scalars(finished_run):
-    events = EventAccumulator(str(finished_run / "tensorboard"))
+    events = EventAccumulator(str(RunDirectory(finished_run).tensorboard_dir))
     events.Reload()
     assert {"train/loss", "train/learning_rate", "train/grad_norm", "eval/loss"} <= set(events.Tags()["scalars"])
     losses = [event.value for event in events.Scalars("train/loss")]

@@ -118,7 +118,7 @@ class TrainerEngine:
             if status.enabled:
                 write_json_atomic(run_dir.result_file, result.to_dict())
             if config.monitoring.tensorboard and status.enabled:
-                write_run_hparams(run_dir.tensorboard_dir, config, result)
+                write_run_hparams(run_dir, config, result)
             if result.success:
                 status.mark_completed()
             elif result.error_type == INTERRUPTED:

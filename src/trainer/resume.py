@@ -19,6 +19,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
+from trainer.overrides import override_key
 from trainer.run_dir import SAVED_CONFIG, RunDirectory
 
 RESUME_PREFIX = "resume="
@@ -85,10 +86,6 @@ def resumed_max_steps(run_dir: Path, overrides: list[str]) -> int:
     )
     # Not a number: the config's validation reports it.
     return value if isinstance(value, int) else 0
-
-
-def override_key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
 
 
 def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:

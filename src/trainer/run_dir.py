@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.overrides import tensorboard_run_name
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,10 @@ class RunDirectory:
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.root / "tensorboard"
+        """The run's event files, in a directory named after the overrides that set the run apart:
+        TensorBoard names a run by its directory, so `tensorboard --logdir multirun/DATE/TIME`
+        shows `0/tensorboard/profile=plain,train.learning_rate=0.001`, not `0/tensorboard`."""
+        return self.root / "tensorboard" / tensorboard_run_name(self.root)
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -20,6 +20,7 @@ from trainer.config import to_trainer_config
 from trainer.engine import TrainerEngine
 from trainer.monitoring.hparams import run_hparams
 from trainer.monitoring.status import Alert, StatusReader
+from trainer.run_dir import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,7 @@ def watched_run(config_for):
 
 
 def tensorboard_events(run_dir: Path) -> EventAccumulator:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events = EventAccumulator(str(RunDirectory(run_dir).tensorboard_dir))
     events.Reload()
     return events
 

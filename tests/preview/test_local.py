@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from trainer.data.loading import SAMPLE_DATA
 from trainer.engine import TrainerEngine
+from trainer.run_dir import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ def test_local_previews_are_written_to_previews_jsonl_and_tensorboard(make_confi
     assert all(preview["prompt"].endswith("<|im_start|>assistant\n") for preview in previews)
     assert all("<<ANS_START>>" in preview["golden_answer"] for preview in previews)
     assert all(set(preview["checks"]) == {"well_formed_answer"} for preview in previews)
-    events = EventAccumulator(str(run_dir / "tensorboard" / "previews"))
+    events = EventAccumulator(str(RunDirectory(run_dir).preview_tensorboard_dir))
     events.Reload()
     texts = {tag: [event.step for event in events.Tensors(tag)] for tag in events.Tags()["tensors"]}
     assert len(texts) == 2 and all(steps == [2, 4] for steps in texts.values())

@@ -13,6 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from trainer.run_dir import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
 
 
 def losses_by_step(run_dir: Path) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events = EventAccumulator(str(RunDirectory(run_dir).tensorboard_dir))
     events.Reload()
     return [(event.step, event.value) for event in events.Scalars("train/loss")]
 

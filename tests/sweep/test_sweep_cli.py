@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import FAST_RUN
 from tests.resume.test_run_integrity import file_hashes
 from trainer.result import EXIT_INTERRUPTED
+from trainer.run_dir import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_a_two_by_two_sweep_gives_four_job_dirs_a_summary_and_a_plot(model_cache
     assert [row["best"] for row in rows].count("True") == 1
     for number in range(4):
         assert json.loads((sweep_dir / str(number) / "result.json").read_text())["success"]
-        assert list((sweep_dir / str(number) / "tensorboard").glob("events.out.tfevents.*"))
+        assert list(RunDirectory(sweep_dir / str(number)).tensorboard_dir.glob("events.out.tfevents.*"))
     assert (sweep_dir / "summary.png").read_bytes().startswith(b"\x89PNG")
     assert "★" in (sweep_dir / "summary.md").read_text()
 

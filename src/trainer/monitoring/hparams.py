@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
+from typing import NamedTuple
 
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -13,29 +13,52 @@ from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.config import TrainerConfig
+from trainer.overrides import distinguishing_overrides, override_key, session_name
 from trainer.profiles import PROFILES
 from trainer.result import TrainingResult
+from trainer.run_dir import RunDirectory
 
 HParamValue = str | int | float | bool
 
 
-def run_hparams(config: TrainerConfig) -> dict[str, HParamValue]:
+class HParam(NamedTuple):
+    name: str
+    value: HParamValue
+    # The config key (or group) it comes from: a sweep over that key marks the column as one
+    # that differs between runs, and TensorBoard shows such columns first. None: derived, so
+    # whether it differs is not known from the overrides.
+    source: str | None
+
+
+def reported_hparams(config: TrainerConfig) -> list[HParam]:
     """The one key set every run reports. A new hyper-parameter to compare is one line here."""
-    return {
-        "profile": config.profile.name,
-        "profile_version": PROFILES[config.profile.name].version,
-        "precision": config.precision.name,
-        "model": config.model.name,
-        "data": config.data.train or "sample",
-        "learning_rate": config.train.learning_rate,
-        "lr_scheduler_type": config.train.lr_scheduler_type,
-        "per_device_train_batch_size": config.train.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.train.gradient_accumulation_steps,
-        "max_steps": config.train.max_steps,
-        "max_length": config.data.max_length,
-        "peft": config.peft.method,
-        "seed": config.seed,
-    }
+    return [
+        HParam("profile", config.profile.name, "profile"),
+        HParam("profile_version", PROFILES[config.profile.name].version, None),
+        HParam("precision", config.precision.name, "precision"),
+        HParam("model", config.model.name, "model"),
+        HParam("data", config.data.train or "sample", "data.train"),
+        HParam("learning_rate", config.train.learning_rate, "train.learning_rate"),
+        HParam("lr_scheduler_type", config.train.lr_scheduler_type, "train.lr_scheduler_type"),
+        HParam(
+            "per_device_train_batch_size",
+            config.train.per_device_train_batch_size,
+            "train.per_device_train_batch_size",
+        ),
+        HParam(
+            "gradient_accumulation_steps",
+            config.train.gradient_accumulation_steps,
+            "train.gradient_accumulation_steps",
+        ),
+        HParam("max_steps", config.train.max_steps, "train.max_steps"),
+        HParam("max_length", config.data.max_length, "data.max_length"),
+        HParam("peft", config.peft.method, "peft"),
+        HParam("seed", config.seed, "seed"),
+    ]
+
+
+def run_hparams(config: TrainerConfig) -> dict[str, HParamValue]:
+    return {hparam.name: hparam.value for hparam in reported_hparams(config)}
 
 
 def final_metrics(result: TrainingResult) -> dict[str, float | None]:
@@ -50,16 +73,22 @@ def final_metrics(result: TrainingResult) -> dict[str, float | None]:
     }
 
 
-def write_run_hparams(log_dir: Path, config: TrainerConfig, result: TrainingResult) -> None:
-    """One HParams session in the run's own TensorBoard directory, ended as a success or a failure."""
-    hparams = run_hparams(config)
+def write_run_hparams(run_dir: RunDirectory, config: TrainerConfig, result: TrainingResult) -> None:
+    """One HParams session in the run's own TensorBoard directory, ended as a success or a failure,
+    named by its job number and the overrides that set it apart (not a hash of its values)."""
+    hparams = reported_hparams(config)
     metrics = final_metrics(result)
+    set_apart = {override_key(item) for item in distinguishing_overrides(run_dir.root)}
     summaries = (
-        experiment_pb(hparams, metrics),
-        hparams_pb(hparams, start_time_secs=time.time() - result.runtime_sec),
+        experiment_pb(hparams, set_apart, metrics),
+        hparams_pb(
+            run_hparams(config),
+            trial_id=session_name(run_dir.root),
+            start_time_secs=time.time() - result.runtime_sec,
+        ),
         session_end_pb(result.success),
     )
-    with SummaryWriter(log_dir=str(log_dir)) as writer:
+    with SummaryWriter(log_dir=str(run_dir.tensorboard_dir)) as writer:
         for summary in summaries:
             writer.file_writer.add_summary(summary, result.global_step)
         for tag, value in metrics.items():
@@ -67,10 +96,14 @@ def write_run_hparams(log_dir: Path, config: TrainerConfig, result: TrainingResu
                 writer.add_scalar(tag, value, result.global_step)
 
 
-def experiment_pb(hparams: dict[str, HParamValue], metrics: dict[str, float | None]) -> summary_pb2.Summary:
-    """The columns of the dashboard, typed, so it can filter and sort on them."""
+def experiment_pb(hparams: list[HParam], set_apart: set[str], metrics: dict[str, float | None]) -> summary_pb2.Summary:
+    """The columns of the dashboard, typed, so it can filter and sort on them. Those the run's
+    distinguishing overrides set (a sweep's swept keys) are marked as differing: shown first."""
     experiment = api_pb2.Experiment(
-        hparam_infos=[api_pb2.HParamInfo(name=name, type=data_type(value)) for name, value in hparams.items()],
+        hparam_infos=[
+            api_pb2.HParamInfo(name=hparam.name, type=data_type(hparam.value), differs=hparam.source in set_apart)
+            for hparam in hparams
+        ],
         metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag)) for tag in metrics],
         time_created_secs=time.time(),
     )

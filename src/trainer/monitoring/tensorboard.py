@@ -1,21 +1,42 @@
-"""TensorBoard event files in the run directory: train/loss, learning rate, grad norm, tokens/s,
-eval/loss, and the run's resolved config as text. HParams are written at the end (`hparams`)."""
+"""TensorBoard event files in the run directory: what a user compares between runs (train and
+eval loss, tokens/s, learning rate, grad norm), a Custom Scalars layout that overlays them, and the
+run's resolved config as text. HParams are written at the end (`hparams`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
 from transformers.integrations import TensorBoardCallback
+from transformers.integrations.integration_utils import rewrite_logs
 
 from trainer.config import TrainerConfig
 
 CONFIG_TEXT_TAG = "config"
+LOSS_TAG = "train/loss"
+EVAL_LOSS_TAG = "eval/loss"
+TOKENS_PER_SEC_TAG = "train/tokens_per_sec"
+LEARNING_RATE_TAG = "train/learning_rate"
+GRAD_NORM_TAG = "train/grad_norm"
+# The Custom Scalars dashboard: chart title -> the tags drawn on it, one line per run and tag.
+COMPARE_CHARTS = {
+    "loss: train vs eval": [LOSS_TAG, EVAL_LOSS_TAG],
+    "tokens/s": [TOKENS_PER_SEC_TAG],
+    "learning rate": [LEARNING_RATE_TAG],
+    "grad norm": [GRAD_NORM_TAG],
+}
+LAYOUT_CATEGORY = "Compare runs"
+# Only these scalars are written. transformers' bookkeeping (runtime, samples_per_second,
+# steps_per_second, total_flos, epoch ...) is not: TensorBoard's first screen opens the first two
+# tag groups, and an `hf/` group would sort before `train/` and push the loss out of sight.
+WRITTEN_SCALARS = {tag for tags in COMPARE_CHARTS.values() for tag in tags}
 
 
 class RunTensorBoardCallback(TensorBoardCallback):
     """transformers' TensorBoard callback, pinned to the run's own directory (never ./runs/ or
-    a directory taken from the environment), that also records the run's config."""
+    a directory taken from the environment), that writes the scalars a user compares, the
+    Custom Scalars layout and the run's config."""
 
     def __init__(self, log_dir: Path, config: TrainerConfig) -> None:
         super().__init__()
@@ -30,6 +51,21 @@ class RunTensorBoardCallback(TensorBoardCallback):
         super().on_train_begin(args, state, control, **kwargs)
         if self.tb_writer is not None:
             self.tb_writer.add_text(CONFIG_TEXT_TAG, self.config_text)
+            self.tb_writer.add_custom_scalars(compare_layout())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.tb_writer is None or not state.is_world_process_zero:
+            return
+        for tag, value in rewrite_logs(logs or {}).items():
+            if tag in WRITTEN_SCALARS:
+                self.tb_writer.add_scalar(tag, value, state.global_step)
+        self.tb_writer.flush()
+
+
+def compare_layout() -> dict[str, dict[str, list]]:
+    """The Custom Scalars layout (torch's form): each chart's tags as exact-match patterns."""
+    charts = {title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in COMPARE_CHARTS.items()}
+    return {LAYOUT_CATEGORY: charts}
 
 
 def config_as_markdown(config: TrainerConfig) -> str:

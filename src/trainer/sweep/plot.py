@@ -3,8 +3,10 @@ TensorBoard event files (the same numbers TensorBoard shows)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from trainer.run_dir import RunDirectory
 from trainer.sweep.summary import JobRow
 
 LOSS_TAG = "train/loss"
@@ -12,6 +14,10 @@ LOSS_TAG = "train/loss"
 
 def loss_curve(tensorboard_dir: Path) -> tuple[list[int], list[float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # Its reader logs each event file it moves to ("Directory watcher advancing ...") at INFO,
+    # which would land on the sweep's console.
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
 
     events = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
     events.Reload()
@@ -29,7 +35,7 @@ def plot_loss_curves(rows: list[JobRow], target: Path) -> None:
 
     figure, axes = pyplot.subplots(figsize=(8, 5))
     for row in rows:
-        steps, losses = loss_curve(Path(row.run_dir) / "tensorboard")
+        steps, losses = loss_curve(RunDirectory(Path(row.run_dir)).tensorboard_dir)
         if steps:
             label = f"{row.job}{' ★' if row.best else ''}: {row.overrides or 'defaults'}"
             axes.plot(steps, losses, label=label, linewidth=2.5 if row.best else 1.2)

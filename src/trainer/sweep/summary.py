@@ -11,12 +11,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from trainer.overrides import job_overrides, visible
 from trainer.result import INTERRUPTED
 from trainer.run_dir import RunDirectory, write_text_atomic
 from trainer.sweep.metrics import best_index, metric_value
 
-# Overrides that say how a job ran rather than what it trained.
-HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
 NOT_STARTED = "not started"
 
 
@@ -82,17 +81,6 @@ def planned_jobs(sweep_dir: Path) -> list[list[str]]:
         return []
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     return BasicSweeper.split_arguments(overrides, None)[0]
-
-
-def job_overrides(job_dir: Path) -> list[str]:
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():
-        return []
-    return visible(OmegaConf.to_container(OmegaConf.load(overrides_file)) or [])
-
-
-def visible(overrides: list[str]) -> list[str]:
-    return [item for item in overrides if not item.startswith(HIDDEN_OVERRIDE_PREFIXES)]
 
 
 def shared_overrides(per_job: list[list[str]]) -> list[str]:
