@@ -64,6 +64,9 @@ class DataConfig:
     on_bad_record: str = "error"
     # Padding-free batches: examples laid end to end, attention kept within each example.
     packing: bool = False
+    # With packing, > 0: every batch holds whole examples up to this many tokens, padded to it
+    # (static shapes: one torch.compile, flat memory); per_device_train_batch_size is then unused.
+    tokens_per_batch: int = 0
 
 
 @dataclass
