@@ -1,0 +1,48 @@
+"""Per-step activation memory on the CPU, where no allocator keeps a peak per step: the bytes a
+training forward saves for its backward, the part of a step's peak that moves with the batch
+(weights and optimizer state stay put). Padded batches of random examples move it with their
+longest member; token-budget batches have one shape, so it stays flat."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from transformers import DataCollatorForSeq2Seq, PreTrainedModel
+
+from trainer.config import TrainerConfig
+from trainer.data.preparation import TokenizedData
+from trainer.data.tokenization import IGNORE_INDEX
+from trainer.training import batching, token_budget_sampler
+
+
+def saved_bytes(model: PreTrainedModel, batch: dict) -> int:
+    total = 0
+
+    def count(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
+        model(**inputs)
+    return total
+
+
+def step_saved_bytes(
+    config: TrainerConfig, model: PreTrainedModel, tokenizer, data: TokenizedData, steps: int
+) -> list[int]:
+    """Saved bytes of the first `steps` training batches `config` makes of the data."""
+    features = [{"input_ids": ids, "labels": labels} for ids, labels in zip(data.train["input_ids"], data.train["labels"], strict=True)]  # fmt: skip
+    sampler = token_budget_sampler(config, data)
+    if sampler is None:
+        order = list(range(len(features)))
+        random.Random(config.seed).shuffle(order)
+        size = config.train.per_device_train_batch_size
+        batches = [order[start : start + size] for start in range(0, size * steps, size)]
+        collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    else:
+        batches = list(sampler)[:steps]
+        collate = batching(config, model, tokenizer, sampler)["data_collator"]
+    return [saved_bytes(model, collate([features[index] for index in batch])) for batch in batches]
