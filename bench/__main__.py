@@ -200,6 +200,7 @@ def summarize(
     best_trl = max(("trl", "trl_padding_free"), key=lambda name: Spread.of(speeds[name]).median)
     best = max(TRAINER_BEST, key=lambda name: Spread.of(speeds[name]).median)
     flatness = {name: max(steps) / min(steps) for name, steps in memory.items()}
+    steady = {name: [run.steady_tokens_per_sec for run in runs[name]] for name in TRAINER_BEST}
     share = {name: Spread.of([model_gflops(parameters, speed) / ceiling for speed in series]) for name, series in speeds.items()}  # fmt: skip
     targets = [
         Target("1. trainer / plain transformers (overhead)", per_round_ratios(speeds["trainer"], speeds["plain"]), 0.97),
@@ -227,6 +228,10 @@ def summarize(
         (
             "trainer_budget / trainer_packed",
             per_round_ratios(speeds["trainer_budget"], speeds["trainer_packed"]).show(2) + "x",
+        ),
+        (
+            "trainer_budget_compile / trainer_budget, last 20 steps (compilation left out)",
+            per_round_ratios(steady["trainer_budget_compile"], steady["trainer_budget"]).show(2) + "x",
         ),
         (
             "trainer_budget_compile / trainer_budget",

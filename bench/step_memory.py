@@ -6,17 +6,20 @@ longest member; token-budget batches have one shape, so it stays flat."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel
 
 from trainer.config import TrainerConfig
+from trainer.data.packing import packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.training import batching, token_budget_sampler
 
 
-def saved_bytes(model: PreTrainedModel, batch: dict) -> int:
+def saved_bytes(loss: Callable[[dict], torch.Tensor], batch: dict) -> int:
+    """Bytes saved for the backward of `loss(batch)`: the model's activations and the loss's logits."""
     total = 0
 
     def count(tensor: torch.Tensor) -> torch.Tensor:
@@ -24,10 +27,17 @@ def saved_bytes(model: PreTrainedModel, batch: dict) -> int:
         total += tensor.numel() * tensor.element_size()
         return tensor
 
-    inputs = {key: value for key, value in batch.items() if key != "labels"}
     with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
-        model(**inputs)
+        loss(batch)
     return total
+
+
+def packed_loss(model: PreTrainedModel) -> Callable[[dict], torch.Tensor]:
+    def loss(batch: dict) -> torch.Tensor:
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        return packed_causal_lm_loss(model(**inputs), batch["labels"])
+
+    return loss
 
 
 def step_saved_bytes(
@@ -42,7 +52,9 @@ def step_saved_bytes(
         size = config.train.per_device_train_batch_size
         batches = [order[start : start + size] for start in range(0, size * steps, size)]
         collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+        loss = lambda batch: model(**batch).loss  # noqa: E731 - transformers' own loss, as the plain script trains
     else:
         batches = list(sampler)[:steps]
         collate = batching(config, model, tokenizer, sampler)["data_collator"]
-    return [saved_bytes(model, collate([features[index] for index in batch])) for batch in batches]
+        loss = packed_loss(model)
+    return [saved_bytes(loss, collate([features[index] for index in batch])) for batch in batches]
