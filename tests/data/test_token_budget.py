@@ -4,9 +4,12 @@ in an order that is a pure function of (seed, epoch); a compiled model then comp
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch._dynamo.utils import counters
 
 from trainer.config import TinyModelConfig
@@ -125,3 +128,29 @@ def test_a_compiled_token_budget_run_compiles_once_and_reports_its_fill(make_con
     assert len(set(graphs_per_step)) == 1, f"new graphs after the first step: {graphs_per_step}"
     assert 0.5 < result.summary["token_budget_fill_ratio"] <= 1
     assert result.summary["tokens_per_batch"] == 1024
+
+
+def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars("train/loss")]
+
+
+@pytest.mark.slow
+def test_a_resumed_token_budget_run_trains_on_the_batches_of_an_uninterrupted_one(make_config, tmp_path):
+    steps = [
+        "data.packing=true", "data.tokens_per_batch=512", "train.max_steps=6", "train.save_steps=3",
+        "train.logging_steps=1", "train.eval_steps=100", "data.validation_split=0",
+    ]  # fmt: skip
+    reference = tmp_path / "reference"
+    assert TrainerEngine().run_job(make_config(*steps, f"run.output_dir={reference}")).success
+    # The run as a kill after its step-3 checkpoint leaves it: no later checkpoint, no result.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-6")
+    (resumed / "result.json").unlink()
+    result = TrainerEngine().run_job(make_config(*steps, f"run.output_dir={resumed}", "run.resume=true"))
+    assert result.success and result.global_step == 6
+    losses = logged_losses(resumed)
+    assert [step for step, _ in losses] == list(range(1, 7))
+    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in logged_losses(reference)], abs=1e-6)
