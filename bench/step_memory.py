@@ -22,12 +22,16 @@ def saved_bytes(loss: Callable[[dict], torch.Tensor], batch: dict) -> int:
     """Bytes saved for the backward of `loss(batch)`: the model's activations and the loss's logits."""
     total = 0
 
-    def count(tensor: torch.Tensor) -> torch.Tensor:
+    def count(tensor: torch.Tensor) -> None:
         nonlocal total
         total += tensor.numel() * tensor.element_size()
-        return tensor
+        # Nothing is kept: no backward runs, and handing back the tensor itself would make a
+        # reference cycle through its grad_fn that Python's collector cannot see (a leak per batch).
 
-    with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
+    def never_unpacked(_: None) -> torch.Tensor:
+        raise RuntimeError("step_saved_bytes measures a forward only")
+
+    with torch.autograd.graph.saved_tensors_hooks(count, never_unpacked):
         loss(batch)
     return total
 
