@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch._dynamo.utils import counters
 
+from tests.data.test_packing import summed_loss_one_by_one
+from tests.resume.test_resume_cli import losses_by_step
 from trainer.config import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
 from trainer.data.token_budget import TokenBudgetBatchSampler, best_fit_decreasing
@@ -77,15 +77,6 @@ def test_a_token_budget_batch_has_the_fixed_shape_and_pads_without_labels():
         assert segments.max() <= 40 and int(segments.sum()) == 100
 
 
-def summed_loss_one_by_one(model, features) -> torch.Tensor:
-    total = torch.zeros(())
-    for feature in features:
-        labels = torch.tensor([feature["labels"]])
-        logits = model(input_ids=torch.tensor([feature["input_ids"]])).logits[0, :-1]
-        total += torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=IGNORE_INDEX, reduction="sum")
-    return total
-
-
 def test_token_budget_batch_loss_is_the_sum_of_the_per_example_losses(tokenizer):
     model = build_model("qwen3", TinyModelConfig(), tokenizer).eval()
     features = random_features(model.config.vocab_size, [30, 55, 12, 41])
@@ -130,12 +121,6 @@ def test_a_compiled_token_budget_run_compiles_once_and_reports_its_fill(make_con
     assert result.summary["tokens_per_batch"] == 1024
 
 
-def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    return [(event.step, event.value) for event in events.Scalars("train/loss")]
-
-
 @pytest.mark.slow
 def test_a_resumed_token_budget_run_trains_on_the_batches_of_an_uninterrupted_one(make_config, tmp_path):
     steps = [
@@ -151,6 +136,6 @@ def test_a_resumed_token_budget_run_trains_on_the_batches_of_an_uninterrupted_on
     (resumed / "result.json").unlink()
     result = TrainerEngine().run_job(make_config(*steps, f"run.output_dir={resumed}", "run.resume=true"))
     assert result.success and result.global_step == 6
-    losses = logged_losses(resumed)
+    losses = losses_by_step(resumed)
     assert [step for step, _ in losses] == list(range(1, 7))
-    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in logged_losses(reference)], abs=1e-6)
+    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in losses_by_step(reference)], abs=1e-6)
