@@ -77,6 +77,13 @@ def test_a_token_budget_batch_has_the_fixed_shape_and_pads_without_labels():
         assert segments.max() <= 40 and int(segments.sum()) == 100
 
 
+def test_an_evaluation_batch_larger_than_the_budget_stays_unpadded():
+    budget = TokenBudget(tokens=100, longest=60, max_examples=4, pad_token_id=0)
+    batch = PackedBatchCollator(budget)(random_features(50, [60, 50, 40]))
+    assert batch["input_ids"].shape == (1, 150)
+    assert batch["cu_seq_lens_q"].tolist() == [0, 60, 110, 150]
+
+
 def test_token_budget_batch_loss_is_the_sum_of_the_per_example_losses(tokenizer):
     model = build_model("qwen3", TinyModelConfig(), tokenizer).eval()
     features = random_features(model.config.vocab_size, [30, 55, 12, 41])

@@ -33,6 +33,12 @@ class TokenBudget:
     max_examples: int
     pad_token_id: int
 
+    def fits(self, batch: dict[str, Any]) -> bool:
+        """Whether a packed batch fits the budget: training batches always do (the sampler made
+        them); evaluation batches of `per_device_eval_batch_size` examples may not, and stay unpadded."""
+        examples = len(batch["cu_seq_lens_q"]) - 1
+        return batch["input_ids"].shape[-1] <= self.tokens and examples <= self.max_examples
+
     @property
     def segments(self) -> int:
         """Boundaries per batch, less one: the examples, then padding in pieces of at most
@@ -48,7 +54,7 @@ class PackedBatchCollator(DataCollatorWithFlattening):
     def __call__(self, features: list[dict[str, Any]], return_tensors: str | None = None) -> dict[str, Any]:
         # The flattened row carries no padding, so no attention mask either.
         batch = super().__call__([{key: feature[key] for key in ("input_ids", "labels")} for feature in features])
-        if self.budget is not None:
+        if self.budget is not None and self.budget.fits(batch):
             batch = pad_to_budget(batch, self.budget)
         batch["logits_to_keep"] = predicts_a_label(batch["labels"])
         return batch
@@ -57,8 +63,6 @@ class PackedBatchCollator(DataCollatorWithFlattening):
 def pad_to_budget(batch: dict[str, Any], budget: TokenBudget) -> dict[str, Any]:
     """The packed batch padded to the budget's fixed shape (see the module's docstring)."""
     used = batch["input_ids"].shape[-1]
-    if used > budget.tokens or len(batch["cu_seq_lens_q"]) - 1 > budget.max_examples:
-        raise ValueError(f"a batch of {used} tokens in {len(batch['cu_seq_lens_q']) - 1} examples exceeds {budget}")
     padding = torch.arange(used, budget.tokens, budget.longest, dtype=torch.int32)
     boundaries = torch.cat([batch["cu_seq_lens_q"], padding[1:]])  # padding[0] is `used`, the last boundary
     boundaries = F.pad(boundaries, (0, budget.segments + 1 - len(boundaries)), value=budget.tokens)
