@@ -52,7 +52,9 @@ def run_trainer(config: TrainerConfig) -> Run:
         tokens = result.summary["train_tokens_seen"]
         tensorboard = run_dir / "tensorboard"
         seconds = tokens / result.summary["tokens_per_sec"]
-        return Run(tokens, seconds, logged(tensorboard, "train/loss"), logged(tensorboard, "train/tokens_per_sec")[-1])
+        # A run too short for trainer's throughput window logs no tokens/s.
+        steady = logged(tensorboard, "train/tokens_per_sec")[-1:] or [None]
+        return Run(tokens, seconds, logged(tensorboard, "train/loss"), steady[0])
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -61,6 +63,8 @@ def logged(tensorboard_dir: Path, tag: str) -> list[float]:
     """The values of one scalar a run wrote to TensorBoard, in step order."""
     events = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
     events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
     return [event.value for event in events.Scalars(tag)]
 
 
