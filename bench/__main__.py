@@ -29,13 +29,25 @@ import transformers
 from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
 from bench.report import Spread, Target, per_round_ratios, results_markdown
+from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
-from trainer.config import ModelConfig
+from trainer.config import ModelConfig, TrainerConfig
+from trainer.data.preparation import TokenizedData
+from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.run_dir import write_json_atomic, write_text_atomic
 
 BENCH_DIR = Path(__file__).parent
-CONTENDERS = ("plain", "trainer", "trainer_packed", "trl", "trl_padding_free")
+CONTENDERS = (
+    "plain",
+    "trainer",
+    "trainer_packed",
+    "trainer_budget",
+    "trainer_budget_compile",
+    "trl",
+    "trl_padding_free",
+)
+TRAINER_BEST = ("trainer_packed", "trainer_budget", "trainer_budget_compile")
 
 
 def main() -> None:
@@ -48,7 +60,7 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch CPU threads; 1 keeps ratios steady on a shared machine"
     )
     parser.add_argument("--gpu", action="store_true", help="the CUDA variant (bench/gpu.py) instead")
-    parser.add_argument("--gpu-steps", type=int, default=30)
+    parser.add_argument("--gpu-steps", type=int, default=24, help="plain steps of the --gpu epoch")
     parser.add_argument("--monitoring", action="store_true", help="monitoring on vs off (bench/monitoring.py) instead")
     options = parser.parse_args()
     quiet_logs()
@@ -57,6 +69,7 @@ def main() -> None:
         from bench.gpu import run_gpu_benchmark
 
         report, name = run_gpu_benchmark(options.gpu_steps), f"gpu-{stamp}"
+        print("\n" + report["markdown"])
     else:
         torch.set_num_threads(options.threads)
         workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
@@ -90,15 +103,25 @@ def run_cpu_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
     config = engine_config(workload, workdir, model_cache)
     packed = replace(config, data=replace(config.data, packing=True))
     data = tokenized_data(config)
-    parameters = parameter_count(load_plain_model(config)[0])
+    budget = token_budget_config(config, data)
+    compiled = replace(budget, train=replace(budget.train, torch_compile=True))
+    model, tokenizer = load_plain_model(config)
+    parameters = parameter_count(model)
+    memory = {
+        "plain": step_saved_bytes(config, model, tokenizer, data, workload.steps),
+        "trainer_budget": step_saved_bytes(budget, model, tokenizer, data, budget.train.max_steps),
+    }
     contenders = {
         "plain": lambda: run_plain_transformers(config, data),
         "trainer": lambda: run_trainer(config),
         "trainer_packed": lambda: run_trainer(packed),
+        "trainer_budget": lambda: run_trainer(budget),
+        "trainer_budget_compile": lambda: run_trainer(compiled),
         "trl": lambda: run_trl(config, data, padding_free=False),
         "trl_padding_free": lambda: run_trl(config, data, padding_free=True),
     }
     describe_workload(workload, data, parameters)
+    print(f"token budget {budget.data.tokens_per_batch} tokens x {budget.train.max_steps} steps", flush=True)
     warm_up(contenders, workload, workdir, model_cache)
 
     runs: dict[str, list[Run]] = {name: [] for name in contenders}
@@ -110,7 +133,22 @@ def run_cpu_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
             print(f"round {round_number + 1} {name:17} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
     ceiling = max(matmul_gflops(), matmul_gflops())
     cli = measure_cli(workdir, model_cache)
-    return summarize(workload, runs, parameters, ceiling, cli, time.perf_counter() - started)
+    return summarize(workload, runs, parameters, ceiling, cli, memory, time.perf_counter() - started)
+
+
+def token_budget_config(config: TrainerConfig, data: TokenizedData) -> TrainerConfig:
+    """Packed token-budget batches about as large as the workload's batches, for as many steps as
+    train the same real tokens as `config`'s steps of random batches do on average."""
+    lengths = [len(ids) for ids in data.train["input_ids"]]
+    mean = sum(lengths) / len(lengths)
+    budget = max(config.data.max_length, round(config.train.per_device_train_batch_size * mean / 64) * 64)
+    fill = TokenBudgetBatchSampler(lengths, budget, config.seed).fill_ratio
+    steps = round(config.train.max_steps * config.train.per_device_train_batch_size * mean / (budget * fill))
+    return replace(
+        config,
+        data=replace(config.data, packing=True, tokens_per_batch=budget),
+        train=replace(config.train, max_steps=steps, eval_steps=steps + 1, save_steps=steps + 1),
+    )
 
 
 def describe_workload(workload: Workload, data, parameters: int) -> None:
@@ -132,6 +170,9 @@ def warm_up(contenders: dict, workload: Workload, workdir: Path, model_cache: Pa
     run_plain_transformers(config, data)
     run_trainer(config)
     run_trainer(replace(config, data=replace(config.data, packing=True)))
+    budget = token_budget_config(config, data)
+    run_trainer(budget)
+    run_trainer(replace(budget, train=replace(budget.train, torch_compile=True)))
     run_trl(config, data, padding_free=False)
     run_trl(config, data, padding_free=True)
 
@@ -147,10 +188,19 @@ def measure_cli(workdir: Path, model_cache: Path) -> dict[str, float]:
 
 
 def summarize(
-    workload: Workload, runs: dict[str, list[Run]], parameters: int, ceiling: float, cli: dict, seconds: float
+    workload: Workload,
+    runs: dict[str, list[Run]],
+    parameters: int,
+    ceiling: float,
+    cli: dict,
+    memory: dict[str, list[int]],
+    seconds: float,
 ) -> dict:
     speeds = {name: [run.tokens_per_sec for run in series] for name, series in runs.items()}
     best_trl = max(("trl", "trl_padding_free"), key=lambda name: Spread.of(speeds[name]).median)
+    best = max(TRAINER_BEST, key=lambda name: Spread.of(speeds[name]).median)
+    flatness = {name: max(steps) / min(steps) for name, steps in memory.items()}
+    steady = {name: [run.steady_tokens_per_sec for run in runs[name]] for name in TRAINER_BEST}
     share = {name: Spread.of([model_gflops(parameters, speed) / ceiling for speed in series]) for name, series in speeds.items()}  # fmt: skip
     targets = [
         Target("1. trainer / plain transformers (overhead)", per_round_ratios(speeds["trainer"], speeds["plain"]), 0.97),
@@ -159,6 +209,9 @@ def summarize(
         Target("4. python -m trainer --help", Spread.of([cli["help_sec"]]), 1.0, at_least=False, unit=" s"),
         Target("4. python -m trainer --cfg job", Spread.of([cli["cfg_job_sec"]]), 1.0, at_least=False, unit=" s"),
         Target("5. trainer packed: 6*N*tokens/s / matmul peak", share["trainer_packed"], 0.45, unit=""),
+        Target(f"6. trainer best ({best}) / plain transformers", per_round_ratios(speeds[best], speeds["plain"]), 2.2),
+        Target(f"6. trainer best ({best}): 6*N*tokens/s / matmul peak", share[best], 0.75, unit=""),
+        Target("6. token budget: per-step activation bytes max/min", Spread.of([flatness["trainer_budget"]]), 1.1, at_least=False, unit=""),
     ]  # fmt: skip
     losses_gap = max(
         abs(a - b) for trainer, plain in zip(runs["trainer"], runs["plain"], strict=True)
@@ -167,6 +220,23 @@ def summarize(
     rows = [
         *[(f"{name} real tokens/s", Spread.of(speeds[name]).show()) for name in CONTENDERS],
         *[(f"{name} 6*N*tokens/s / matmul peak", share[name].show(2)) for name in CONTENDERS],
+        *[
+            (f"{name} real tokens trained", Spread.of([run.tokens for run in runs[name]]).show())
+            for name in ("plain", "trainer_budget")
+        ],
+        ("plain: per-step activation bytes max/min", f"{flatness['plain']:.2f}"),
+        (
+            "trainer_budget / trainer_packed",
+            per_round_ratios(speeds["trainer_budget"], speeds["trainer_packed"]).show(2) + "x",
+        ),
+        (
+            "trainer_budget_compile / trainer_budget, last 20 steps (compilation left out)",
+            per_round_ratios(steady["trainer_budget_compile"], steady["trainer_budget"]).show(2) + "x",
+        ),
+        (
+            "trainer_budget_compile / trainer_budget",
+            per_round_ratios(speeds["trainer_budget_compile"], speeds["trainer_budget"]).show(2) + "x",
+        ),
         ("TRL (best) / plain transformers", per_round_ratios(speeds[best_trl], speeds["plain"]).show(2) + "x"),
         ("fp32 matmul 2048^3", f"{ceiling:.1f} GFLOP/s"),
         ("start to first optimizer step, default run", f"{cli['first_step_sec']:.2f} s"),
@@ -193,6 +263,7 @@ def summarize(
         "runs": {name: [asdict(run) for run in series] for name, series in runs.items()},
         "targets": [target.to_dict() for target in targets],
         "loss_gap_trainer_vs_plain": losses_gap,
+        "step_saved_bytes": memory,
         "wall_sec": seconds,
         "markdown": results_markdown(header, rows, targets),
     }

@@ -34,6 +34,8 @@ class Run:
     tokens: int
     seconds: float
     losses: list[float]
+    # trainer's own tokens/s over its last 20 steps (first steps, compilation included, left out).
+    steady_tokens_per_sec: float | None = None
 
     @property
     def tokens_per_sec(self) -> float:
@@ -48,16 +50,22 @@ def run_trainer(config: TrainerConfig) -> Run:
         if not result.success:
             raise RuntimeError(f"the trainer run failed: {result.error_message}")
         tokens = result.summary["train_tokens_seen"]
-        return Run(tokens, tokens / result.summary["tokens_per_sec"], logged_losses(run_dir / "tensorboard"))
+        tensorboard = run_dir / "tensorboard"
+        seconds = tokens / result.summary["tokens_per_sec"]
+        # A run too short for trainer's throughput window logs no tokens/s.
+        steady = logged(tensorboard, "train/tokens_per_sec")[-1:] or [None]
+        return Run(tokens, seconds, logged(tensorboard, "train/loss"), steady[0])
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def logged_losses(tensorboard_dir: Path) -> list[float]:
-    """The per-step training losses a run wrote to TensorBoard."""
+def logged(tensorboard_dir: Path, tag: str) -> list[float]:
+    """The values of one scalar a run wrote to TensorBoard, in step order."""
     events = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return [event.value for event in events.Scalars("train/loss")]
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [event.value for event in events.Scalars(tag)]
 
 
 def load_plain_model(config: TrainerConfig) -> tuple[PreTrainedModel, AutoTokenizer]:

@@ -68,6 +68,9 @@ class DataConfig:
     # A resume refuses data whose content changed since the run started; true continues on it
     # (logged, and recorded in the run's data.json).
     allow_changed: bool = False
+    # With packing, > 0: every batch holds whole examples up to this many tokens, padded to it
+    # (static shapes: one torch.compile, flat memory); per_device_train_batch_size is then unused.
+    tokens_per_batch: int = 0
 
 
 @dataclass

@@ -38,7 +38,7 @@ from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
 from trainer.result import INTERRUPTED, TrainingResult
 from trainer.run_dir import RunDirectory, checkpoint_step, write_json_atomic
-from trainer.training import build_hf_trainer
+from trainer.training import batch_summary, build_hf_trainer
 from trainer.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,14 @@ class TrainerEngine:
         log_replica_checksum(trainer)
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
             save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
-        summary = {"profile": profile.metadata(), **data.stats, **parameters, **memory, "previews": previews.summary()}
+        summary = {
+            "profile": profile.metadata(),
+            **data.stats,
+            **parameters,
+            **memory,
+            **batch_summary(trainer),
+            "previews": previews.summary(),
+        }
         return collect_result(trainer, run_dir, runtime, summary=summary)
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import (
     DataCollatorForSeq2Seq,
     PreTrainedModel,
@@ -18,10 +19,12 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from trainer.config import TrainerConfig
-from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
+from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
+from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
+from trainer.errors import ConfigError
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
@@ -38,6 +41,21 @@ class RunTrainer(Trainer):
     adds no device round trip), with checkpoints that appear complete or not at all."""
 
     checkpoint_root: str | None = None
+    # Token-budget batches (data.tokens_per_batch): the training batches come from this sampler.
+    batch_sampler: TokenBudgetBatchSampler | None = None
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.batch_sampler is None:
+            return super().get_train_dataloader()
+        loader = DataLoader(
+            self._remove_unused_columns(self.train_dataset, description="training"),
+            batch_sampler=self.batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        # The Trainer sets the sampler's epoch and, on resume, skips the batches already trained.
+        return self.accelerator.prepare(loader)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -129,6 +147,7 @@ def build_hf_trainer(
     plan: PrecisionPlan,
     status: StatusWriter,
 ) -> Trainer:
+    sampler = token_budget_sampler(config, data)
     # The monitor comes first: it adds tokens/s to the log events the others report.
     callbacks = [
         IntervalsFromArguments(),
@@ -144,18 +163,55 @@ def build_hf_trainer(
         train_dataset=data.train,
         eval_dataset=data.validation,
         processing_class=tokenizer,
-        **batching(config, model, tokenizer),
+        **batching(config, model, tokenizer, sampler),
         callbacks=callbacks,
     )
+    trainer.batch_sampler = sampler
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(ProgressBarCallback())
     return trainer
 
 
-def batching(config: TrainerConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict:
+def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBudgetBatchSampler | None:
+    """The batch sampler of `data.tokens_per_batch`, or None for batches of a fixed number of examples."""
+    budget = config.data.tokens_per_batch
+    if not budget:
+        return None
+    problems = []
+    if not config.data.packing:
+        problems.append(f"data.tokens_per_batch={budget} needs data.packing=true")
+    if budget < config.data.max_length:
+        problems.append(f"data.tokens_per_batch={budget} must be at least data.max_length={config.data.max_length}")
+    if problems:
+        raise ConfigError(problems)
+    return TokenBudgetBatchSampler([len(ids) for ids in data.train["input_ids"]], budget, config.seed)
+
+
+def batch_summary(trainer: Trainer) -> dict[str, float]:
+    """What the result records about the batches: the token budget's fill, when there is one."""
+    sampler = getattr(trainer, "batch_sampler", None)
+    if sampler is None:
+        return {}
+    return {"tokens_per_batch": sampler.budget, "token_budget_fill_ratio": round(sampler.fill_ratio, 4)}
+
+
+def batching(
+    config: TrainerConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sampler: TokenBudgetBatchSampler | None = None,
+) -> dict:
     """The Trainer's collator (and loss, for packing): padded batches, or padding-free ones whose
-    attention stays within each example."""
+    attention stays within each example, padded to the token budget's fixed shape with a sampler."""
     if not config.data.packing:
         return {"data_collator": DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)}
     use_per_example_attention(model)
-    return {"data_collator": PackedBatchCollator(), "compute_loss_func": packed_causal_lm_loss}
+    if config.train.torch_compile:
+        # The head runs only where a label follows, a count that changes every batch: traced as a
+        # dynamic size instead of a graph break whose next shape would compile again.
+        torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    budget = None
+    if sampler is not None:
+        longest = min(config.data.max_length, sampler.budget)
+        budget = TokenBudget(sampler.budget, longest, sampler.max_examples, tokenizer.pad_token_id or 0)
+    return {"data_collator": PackedBatchCollator(budget), "compute_loss_func": packed_causal_lm_loss}
