@@ -27,6 +27,8 @@ CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 # Written last into a checkpoint: the size of every file in it. A checkpoint without it, or whose
 # files no longer have those sizes (a full disk, a truncated copy), is not resumed from.
 CHECKPOINT_MANIFEST = "manifest.json"
+# What transformers writes into every checkpoint (its step, for a resume).
+TRAINER_STATE_NAME = "trainer_state.json"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 # Directories claimed before Hydra started (their lock files open): the job's engine, in this
 # process, finds its directory already claimed for it.
@@ -67,10 +69,17 @@ def write_checkpoint_manifest(checkpoint: Path) -> None:
 
 def checkpoint_problem(checkpoint: Path) -> str | None:
     """Why a checkpoint cannot be resumed from, or None when every file its manifest lists is whole."""
+    manifest = checkpoint / CHECKPOINT_MANIFEST
+    if not manifest.exists():
+        # Saved before checkpoints had manifests; the staged rename made those whole or absent.
+        if not (checkpoint / TRAINER_STATE_NAME).is_file():
+            return f"it has neither {CHECKPOINT_MANIFEST} nor {TRAINER_STATE_NAME}"
+        empty = sorted(path.name for path in checkpoint.iterdir() if path.is_file() and path.stat().st_size == 0)
+        return f"{empty[0]} is empty" if empty else None
     try:
-        sizes = json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+        sizes = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return f"it has no readable {CHECKPOINT_MANIFEST} (its save did not finish)"
+        return f"its {CHECKPOINT_MANIFEST} is unreadable"
     for name, size in sizes.items():
         path = checkpoint / name
         actual = path.stat().st_size if path.is_file() else None

@@ -72,9 +72,20 @@ def test_a_checkpoint_that_is_not_whole_is_skipped_for_the_newest_complete_one(t
     (run_dir.checkpoints_dir / "checkpoint-12").mkdir()
     assert run_dir.newest_checkpoint() == str(run_dir.checkpoints_dir / "checkpoint-4")
     assert [record.getMessage().split(": ", 1)[1] for record in caplog.records] == [
-        "it has no readable manifest.json (its save did not finish)",
+        "it has neither manifest.json nor trainer_state.json",
         "optimizer.pt is 0 bytes, not 5",
     ]
+
+
+def test_a_checkpoint_saved_before_manifests_is_resumed_from_when_its_files_are_not_empty(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    for name in ("checkpoint-4", "checkpoint-8"):
+        legacy = make_checkpoint(run_dir, name)
+        (legacy / "manifest.json").unlink()
+        (legacy / "trainer_state.json").write_text("{}")
+    assert run_dir.newest_checkpoint() == str(run_dir.checkpoints_dir / "checkpoint-8")
+    (run_dir.checkpoints_dir / "checkpoint-8" / "optimizer.pt").write_bytes(b"")
+    assert run_dir.newest_checkpoint() == str(run_dir.checkpoints_dir / "checkpoint-4")
 
 
 def test_a_claim_made_before_hydra_refuses_a_directory_holding_a_saved_config(tmp_path):
