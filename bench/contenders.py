@@ -27,6 +27,7 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.engine import TrainerEngine
 from trainer.job_isolation import isolated_job
 from trainer.modeling.loading import model_location
+from trainer.run_dir import RunDirectory
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def run_trainer(config: TrainerConfig) -> Run:
         if not result.success:
             raise RuntimeError(f"the trainer run failed: {result.error_message}")
         tokens = result.summary["train_tokens_seen"]
-        tensorboard = run_dir / "tensorboard"
+        tensorboard = RunDirectory(run_dir).tensorboard_dir
         seconds = tokens / result.summary["tokens_per_sec"]
         # A run too short for trainer's throughput window logs no tokens/s.
         steady = logged(tensorboard, "train/tokens_per_sec")[-1:] or [None]

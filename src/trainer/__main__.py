@@ -17,7 +17,7 @@ from trainer.cli_errors import exit_on_error, hydra_errors_raised
 from trainer.config import TrainerConfig, register_schema, to_trainer_config
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
 from trainer.errors import ConfigError
-from trainer.result import EXIT_USER_ERROR, INTERRUPTED, TrainingResult
+from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult
 from trainer.resume import claim_before_hydra, resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 from trainer.sweep.summary import write_summary
@@ -51,13 +51,17 @@ def run(cfg: DictConfig) -> float:
         sys.exit(EXIT_USER_ERROR)
 
     result = run_job(config, rank)
+    from trainer.interruption import stop_signal_received  # imports transformers: after the job, like the engine
+
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
-    # sweep records it in its summary and goes on. A signal stops a sweep as a whole.
-    stops_sweep = config.sweep.fail_fast or result.error_type == INTERRUPTED
-    if not result.success and (hydra_config.mode == RunMode.RUN or stops_sweep):
-        if hydra_config.mode == RunMode.MULTIRUN:
-            write_summary(Path(hydra_config.sweep.dir), config.sweep.metric, config.sweep.mode)
-        sys.exit(result.exit_code)
+    # sweep records it in its summary and goes on. A signal stops a sweep as a whole, even one
+    # that reached its job after the last step.
+    if hydra_config.mode == RunMode.RUN:
+        if not result.success:
+            sys.exit(result.exit_code)
+    elif stop_signal_received() or (config.sweep.fail_fast and not result.success):
+        write_summary(Path(hydra_config.sweep.dir), config.sweep.metric, config.sweep.mode)
+        sys.exit(EXIT_INTERRUPTED if stop_signal_received() else result.exit_code)
     return objective(result.to_dict(), config.sweep.metric)
 
 

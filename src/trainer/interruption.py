@@ -14,6 +14,13 @@ from transformers import TrainerCallback
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Every stop signal this process received, in order: a sweep stops after a job that received one,
+# even when that job had already trained its last step.
+RECEIVED: list[str] = []
+
+
+def stop_signal_received() -> bool:
+    return bool(RECEIVED)
 
 
 class StopRequest(TrainerCallback):
@@ -28,6 +35,7 @@ class StopRequest(TrainerCallback):
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
+        RECEIVED.append(self.signal_name)
         log.warning(
             "%s received: stopping after this step with a checkpoint (Ctrl-C again stops at once)", self.signal_name
         )

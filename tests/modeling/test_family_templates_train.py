@@ -77,7 +77,6 @@ def test_each_family_trains_with_its_template(make_config, tmp_path, chats, fami
 
 def test_a_refusing_template_is_one_line_and_exit_2_before_the_model_loads(run_cli, tmp_path, chats):
     model_dir = pretrained_dir(tmp_path / "model", "phi-3.5", template=RAISING)
-    (model_dir / "model.safetensors").write_bytes(b"not weights: the template is refused before they are read")
     completed = run_cli(
         "model.source=pretrained", "model.architecture=llama", f"model.path={model_dir}",
         "model.chat_template=tokenizer", f"data.train={chats}", f"run.output_dir={tmp_path / 'run'}",
@@ -86,6 +85,7 @@ def test_a_refusing_template_is_one_line_and_exit_2_before_the_model_loads(run_c
     output = completed.stdout + completed.stderr
     assert completed.returncode == EXIT_USER_ERROR, output
     assert "Traceback" not in output
+    assert "Parameters:" not in output  # logged once the model has loaded
     refusal = [line for line in output.splitlines() if "refuses" in line]
     assert len(refusal) == 1
     assert refusal[0].endswith(

@@ -131,7 +131,7 @@ def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_write
 def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     sweep = subprocess.Popen(
-        sweep_command(sweep_dir, model_cache, "train.max_steps=12", "train.save_steps=100", "train.learning_rate=1e-3,2e-3"),
+        sweep_command(sweep_dir, model_cache, "train.max_steps=40", "train.save_steps=100", "train.learning_rate=1e-3,2e-3"),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     status_file = sweep_dir / "0" / "status.json"
@@ -147,7 +147,7 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache
     resumed = resume_sweep(sweep_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 2
-    assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(2)] == [12] * 2
+    assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(2)] == [40] * 2
     assert (sweep_dir / "1" / ".hydra" / "config.yaml").is_file()
 
 
