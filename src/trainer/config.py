@@ -68,6 +68,13 @@ class DataConfig:
     # A resume refuses data whose content changed since the run started; true continues on it
     # (logged, and recorded in the run's data.json).
     allow_changed: bool = False
+    # Tokenized data is kept in one content-addressed cache shared by runs and sweep jobs; false
+    # keeps it in the run directory only (read back on resume, never shared).
+    cache: bool = True
+    # None means $XDG_CACHE_HOME/trainer/tokenized (~/.cache/trainer/tokenized).
+    cache_dir: str | None = None
+    # Processes that tokenize; None means the CPU cores this process may use.
+    num_proc: int | None = None
 
 
 @dataclass

@@ -3,26 +3,41 @@ checked before any model loads, then tokenized once the tokenizer exists."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import random
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy
+import pyarrow
+import pyarrow.compute
+import pyarrow.ipc
 from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config import DataConfig
-from trainer.data.cache import cache_key, load_cached, save_cached
+from trainer.data.cache import cache_key, exclusive, load_cached, save_cached, scratch_dir
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import DataError, Record, read_records, resolve_data_path
-from trainer.data.tokenization import tokenize_with_assistant_mask
-from trainer.modeling.template_layout import TemplateError
+from trainer.data.tokenization import tokenize_conversations
+from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
 
 log = logging.getLogger(__name__)
+
+# Conversations per tokenizer call: large enough for the fast tokenizer's threads, small enough
+# that a batch of their tokens is a few megabytes.
+BATCH_SIZE = 256
+# Fewer rows than this per process and starting the processes costs more than they save.
+MIN_ROWS_PER_PROCESS = 2000
 
 
 @dataclass
@@ -39,6 +54,20 @@ class TokenizedData:
     train: Dataset
     validation: Dataset | None
     stats: dict[str, int] = field(default_factory=dict)
+    # The cache entry the sets were read from, and whether it existed before this run asked.
+    cache_entry: Path | None = None
+    from_cache: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """What the run directory records of its data: the cache entry (its name is the key),
+        whether it was read back, and the stats."""
+        entry = self.cache_entry
+        return {
+            "cache_key": entry.name if entry else None,
+            "cache_entry": str(entry) if entry else None,
+            "read_from_cache": self.from_cache,
+            "stats": self.stats,
+        }
 
 
 def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
@@ -69,7 +98,7 @@ def checked_records(
     source = resolve_data_path(path)
     records = read_records(source)
     kept, problems = [], []
-    for index, record in enumerate(records):
+    for index, record in enumerate(tqdm(records, desc=f"Checking {source.name}", unit=" records", disable=None)):
         example, found = checked_example(record, profile)
         if found:
             problems.append(f"{record.location} (example {index}): {'; '.join(found)}")
@@ -106,12 +135,14 @@ def tokenize_split(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     cache_dir: Path | None = None,
+    num_proc: int | None = None,
 ) -> TokenizedData:
-    """Tokenize both sets; with `cache_dir`, read them back from there when the same inputs were
-    tokenized before (a resumed run), and save them there otherwise."""
+    """Tokenize both sets into the cache entry of everything that shapes them, or read that entry
+    back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
+    the sets are tokenized into a temporary entry and held in memory."""
     key = cache_key(
-        train=[(index, record.example) for index, record in split.train],
-        validation=[(index, record.example) for index, record in split.validation],
+        train=((index, record.example) for index, record in split.train),
+        validation=((index, record.example) for index, record in split.validation),
         system_prompt=system_prompt,
         profile=profile.metadata(),
         profile_seed=profile.seed,
@@ -119,51 +150,87 @@ def tokenize_split(
         tokenizer=[tokenizer.name_or_path, len(tokenizer)],
         max_length=max_length,
     )
-    if cache_dir is not None and (cached := load_cached(cache_dir / key)) is not None:
-        datasets, stats = cached
-        return TokenizedData(datasets["train"], datasets.get("validation"), stats)
-    stats: dict[str, int] = {"bad_records_skipped": split.skipped}
-    datasets = {
-        name: tokenize_records(name, records, profile, system_prompt, tokenizer, max_length, stats)
-        for name, records in (("train", split.train), ("validation", split.validation))
-        if records
-    }
-    if cache_dir is not None:
-        save_cached(cache_dir / key, datasets, stats)
-    return TokenizedData(datasets["train"], datasets.get("validation"), stats)
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="trainer-tokenized-") as temporary:
+            entry = Path(temporary) / key
+            return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=True)
+    entry = cache_dir.expanduser() / key
+    return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=False)
+
+
+def prepare_entry(
+    entry: Path,
+    split: RecordSplit,
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    num_proc: int | None,
+    in_memory: bool,
+) -> TokenizedData:
+    with exclusive(entry):
+        if (cached := load_cached(entry, in_memory)) is not None:
+            log.info("Tokenized data read from the cache: %s", entry)
+            return TokenizedData(cached[0]["train"], cached[0].get("validation"), cached[1], entry, from_cache=True)
+        # A directory there without its stats is no entry of ours: never read, replaced.
+        shutil.rmtree(entry, ignore_errors=True)
+        with scratch_dir(entry) as scratch:
+            stats: dict[str, int] = {"bad_records_skipped": split.skipped}
+            datasets = {
+                name: tokenize_records(
+                    name, records, scratch, profile, system_prompt, tokenizer, max_length, num_proc, stats
+                )
+                for name, records in (("train", split.train), ("validation", split.validation))
+                if records
+            }
+            save_cached(entry, scratch, datasets, stats)
+        log.info("Tokenized data saved to the cache: %s", entry)
+        datasets, stats = load_cached(entry, in_memory)
+    return TokenizedData(datasets["train"], datasets.get("validation"), stats, entry, from_cache=False)
 
 
 def tokenize_records(
     name: str,
     records: list[tuple[int, Record]],
+    scratch: Path,
     profile: Profile,
     system_prompt: str,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
+    num_proc: int | None,
     stats: dict[str, int],
 ) -> Dataset:
-    columns: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
-    truncated = dropped = 0
-    for index, record in tqdm(records, desc=f"Tokenizing the {name} set", unit="example", disable=None):
-        example = profile.transform_example(record.example, index, system_prompt)
-        try:
-            tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
-        except TemplateError as error:
-            raise TemplateError(f"{record.location} (example {index}): {error}") from None
-        truncated += tokenized.truncated
-        if not tokenized.has_assistant_tokens:
-            dropped += 1
-            continue
-        columns["input_ids"].append(tokenized.input_ids)
-        columns["attention_mask"].append([1] * len(tokenized.input_ids))
-        columns["labels"].append(tokenized.labels)
-    if not columns["input_ids"]:
+    """Tokenize `records` in batches, in `num_proc` processes, from and to Arrow files in
+    `scratch`: memory holds a batch, never the whole tokenized set."""
+    started = time.monotonic()
+    conversations = write_conversations(scratch / f"{name}-conversations.arrow", records, profile, system_prompt)
+    processes = process_count(num_proc, len(records))
+    tokenized = conversations.map(
+        tokenize_batch,
+        batched=True,
+        batch_size=BATCH_SIZE,
+        num_proc=processes if processes > 1 else None,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+        remove_columns=conversations.column_names,
+        cache_file_name=str(scratch / f"{name}-tokenized.arrow"),
+        # The cache key already names these inputs; hashing the tokenizer again would cost seconds.
+        new_fingerprint=f"{scratch.name}-{name}",
+        desc=f"Tokenizing the {name} set",
+    )
+    table = tokenized.data.table
+    kept = numpy.flatnonzero(table.column("kept").to_numpy(zero_copy_only=False))
+    truncated = int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0)
+    dropped = len(records) - len(kept)
+    if not len(kept):
         raise DataError([f"{name} set: no example keeps an assistant token within data.max_length={max_length}"])
+    tokenized = tokenized.select(kept).remove_columns(["kept", "truncated"])
+    tokens = int(pyarrow.compute.sum(pyarrow.compute.list_value_length(table.column("input_ids"))).as_py())
+    seconds = max(time.monotonic() - started, 1e-9)
     stats |= {
-        f"{name}_examples": len(columns["input_ids"]),
+        f"{name}_examples": len(kept),
         f"{name}_truncated": truncated,
         f"{name}_dropped": dropped,
-        f"{name}_tokens": sum(map(len, columns["input_ids"])),
+        f"{name}_tokens": tokens,
     }
     log.info(
         "%s set: %d examples, %d tokens, %d truncated to %d tokens, %d dropped (no assistant token left)",
@@ -174,4 +241,68 @@ def tokenize_records(
         max_length,
         dropped,
     )
-    return Dataset.from_dict(columns)
+    log.info(
+        "%s set tokenized in %.1f s by %d process(es): %.0f conversations/s, %.0f tokens/s",
+        name,
+        seconds,
+        processes,
+        len(records) / seconds,
+        tokens / seconds,
+    )
+    return tokenized
+
+
+def write_conversations(path: Path, records: list[tuple[int, Record]], profile: Profile, system_prompt: str) -> Dataset:
+    """The conversations as the profile shapes them, one JSON text per row with the record's
+    location, written batch by batch to a memory-mapped Arrow file. JSON keeps every message
+    exactly as read, where Arrow columns would add a null for each key a message lacks."""
+    schema = pyarrow.schema([("location", pyarrow.string()), ("messages", pyarrow.large_string())])
+    with pyarrow.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, schema) as writer:
+        for start in range(0, len(records), BATCH_SIZE):
+            batch = records[start : start + BATCH_SIZE]
+            locations = [f"{record.location} (example {index})" for index, record in batch]
+            messages = [
+                json.dumps(profile.transform_example(record.example, index, system_prompt)["messages"], default=str)
+                for index, record in batch
+            ]
+            writer.write_batch(pyarrow.record_batch([locations, messages], schema=schema))
+    return Dataset.from_file(str(path))
+
+
+def process_count(num_proc: int | None, rows: int) -> int:
+    """`num_proc` (None: the cores this process may use), fewer for data too small to be worth
+    starting processes for."""
+    available = num_proc or len(os.sched_getaffinity(0))
+    return max(1, min(available, rows // MIN_ROWS_PER_PROCESS))
+
+
+def tokenize_batch(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
+    """One batch of conversations tokenized; a conversation left without an assistant token is
+    marked `kept=False` (its row is removed afterwards, once counted)."""
+    conversations = [json.loads(text) for text in batch["messages"]]
+    try:
+        examples = tokenize_conversations(tokenizer, conversations, max_length)
+    except TemplateError:
+        raise located_template_error(tokenizer, batch["location"], conversations) from None
+    kept = [example.has_assistant_tokens for example in examples]
+    return {
+        "input_ids": [example.input_ids if keep else [] for example, keep in zip(examples, kept, strict=True)],
+        "attention_mask": [
+            [1] * len(example.input_ids) if keep else [] for example, keep in zip(examples, kept, strict=True)
+        ],
+        "labels": [example.labels if keep else [] for example, keep in zip(examples, kept, strict=True)],
+        "truncated": [example.truncated for example in examples],
+        "kept": kept,
+    }
+
+
+def located_template_error(
+    tokenizer: PreTrainedTokenizerBase, locations: list[str], conversations: list[list[dict]]
+) -> TemplateError:
+    """The template's refusal of the first conversation of a batch it refuses, with its location."""
+    for location, messages in zip(locations, conversations, strict=True):
+        try:
+            assistant_answer_spans(tokenizer, messages)
+        except TemplateError as error:
+            return TemplateError(f"{location}: {error}")
+    raise AssertionError("a batch the template refused renders conversation by conversation")
