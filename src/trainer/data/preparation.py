@@ -203,14 +203,19 @@ def tokenize_records(
     """Tokenize `records` in batches, in `num_proc` processes, from and to Arrow files in
     `scratch`: memory holds a batch, never the whole tokenized set."""
     started = time.monotonic()
-    conversations = write_conversations(scratch / f"{name}-conversations.arrow", records, profile, system_prompt)
+    conversations = write_examples(scratch / f"{name}-examples.arrow", records)
     processes = process_count(num_proc, len(records))
     tokenized = conversations.map(
         tokenize_batch,
         batched=True,
         batch_size=BATCH_SIZE,
         num_proc=processes if processes > 1 else None,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+        fn_kwargs={
+            "profile": profile,
+            "system_prompt": system_prompt,
+            "tokenizer": tokenizer,
+            "max_length": max_length,
+        },
         remove_columns=conversations.column_names,
         cache_file_name=str(scratch / f"{name}-tokenized.arrow"),
         # The cache key already names these inputs; hashing the tokenizer again would cost seconds.
@@ -252,20 +257,20 @@ def tokenize_records(
     return tokenized
 
 
-def write_conversations(path: Path, records: list[tuple[int, Record]], profile: Profile, system_prompt: str) -> Dataset:
-    """The conversations as the profile shapes them, one JSON text per row with the record's
-    location, written batch by batch to a memory-mapped Arrow file. JSON keeps every message
-    exactly as read, where Arrow columns would add a null for each key a message lacks."""
-    schema = pyarrow.schema([("location", pyarrow.string()), ("messages", pyarrow.large_string())])
+def write_examples(path: Path, records: list[tuple[int, Record]]) -> Dataset:
+    """The records' examples, one JSON text per row with its index and location, written batch by
+    batch to a memory-mapped Arrow file. JSON keeps every example exactly as read, where Arrow
+    columns would add a null for each key a message lacks."""
+    schema = pyarrow.schema(
+        [("index", pyarrow.int64()), ("location", pyarrow.string()), ("example", pyarrow.large_string())]
+    )
     with pyarrow.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, schema) as writer:
         for start in range(0, len(records), BATCH_SIZE):
             batch = records[start : start + BATCH_SIZE]
+            indexes = [index for index, _ in batch]
             locations = [f"{record.location} (example {index})" for index, record in batch]
-            messages = [
-                json.dumps(profile.transform_example(record.example, index, system_prompt)["messages"], default=str)
-                for index, record in batch
-            ]
-            writer.write_batch(pyarrow.record_batch([locations, messages], schema=schema))
+            examples = [json.dumps(record.example, ensure_ascii=False, default=str) for _, record in batch]
+            writer.write_batch(pyarrow.record_batch([indexes, locations, examples], schema=schema))
     return Dataset.from_file(str(path))
 
 
@@ -276,10 +281,19 @@ def process_count(num_proc: int | None, rows: int) -> int:
     return max(1, min(available, rows // MIN_ROWS_PER_PROCESS))
 
 
-def tokenize_batch(batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, list]:
-    """One batch of conversations tokenized; a conversation left without an assistant token is
-    marked `kept=False` (its row is removed afterwards, once counted)."""
-    conversations = [json.loads(text) for text in batch["messages"]]
+def tokenize_batch(
+    batch: dict[str, list],
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+) -> dict[str, list]:
+    """One batch of examples shaped by the profile and tokenized; a conversation left without an
+    assistant token is marked `kept=False` (its row is removed afterwards, once counted)."""
+    conversations = [
+        profile.transform_example(json.loads(text), index, system_prompt)["messages"]
+        for index, text in zip(batch["index"], batch["example"], strict=True)
+    ]
     try:
         examples = tokenize_conversations(tokenizer, conversations, max_length)
     except TemplateError:
