@@ -87,6 +87,7 @@ def describe(result: dict) -> str:
 
 def run_floor(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
     """The plain recipe: load the JSON with datasets, render the template and tokenize in batches."""
+    import pyarrow.compute
     from datasets import load_dataset
 
     from trainer.modeling.tiny import build_tokenizer
@@ -102,7 +103,8 @@ def run_floor(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
         render_and_tokenize, batched=True, batch_size=BATCH_SIZE, num_proc=num_proc if num_proc > 1 else None,
         remove_columns=dataset.column_names,
     )  # fmt: skip
-    return len(tokenized), sum(len(ids) for ids in tokenized.data.table.column("input_ids").to_pylist())
+    lengths = pyarrow.compute.list_value_length(tokenized.data.table.column("input_ids"))
+    return len(tokenized), pyarrow.compute.sum(lengths).as_py()
 
 
 def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from transformers import PreTrainedTokenizerBase
 from trainer.config import DataConfig
 from trainer.data.cache import cache_key, exclusive, load_cached, save_cached, scratch_dir
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
-from trainer.data.loading import DataError, Record, read_records, resolve_data_path
+from trainer.data.loading import DataError, Record, iter_records, resolve_data_path
+from trainer.data.records import RecordTable, RecordTableWriter
 from trainer.data.tokenization import tokenize_conversations
 from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
@@ -43,8 +45,8 @@ MIN_ROWS_PER_PROCESS = 2000
 @dataclass
 class RecordSplit:
     # (index in its file, record): the index keys the profile's per-example choices.
-    train: list[tuple[int, Record]]
-    validation: list[tuple[int, Record]]
+    train: RecordTable
+    validation: RecordTable
     # Bad records left out under data.on_bad_record=skip.
     skipped: int = 0
 
@@ -71,22 +73,31 @@ class TokenizedData:
 
 
 def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
-    """Read and validate the configured files; split off a seeded validation set when none is given."""
-    train, skipped = checked_records(config.train, profile, config.on_bad_record)
+    """Read and validate the configured files into Arrow tables; split off a seeded validation
+    set when none is given."""
+    train, skipped = checked_table(config.train, profile, config.on_bad_record)
     if config.validation is not None:
-        validation, skipped_validation = checked_records(config.validation, profile, config.on_bad_record)
+        validation, skipped_validation = checked_table(config.validation, profile, config.on_bad_record)
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
         raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
-    order = list(range(len(train)))
+    order = numpy.arange(len(train))
     random.Random(seed).shuffle(order)
-    held_out = set(order[:count])
+    held_out = numpy.zeros(len(train), dtype=bool)
+    held_out[order[:count]] = True
     return RecordSplit(
-        train=[item for position, item in enumerate(train) if position not in held_out],
-        validation=[item for position, item in enumerate(train) if position in held_out],
+        train=train.select(numpy.flatnonzero(~held_out)),
+        validation=train.select(numpy.flatnonzero(held_out)),
         skipped=skipped,
     )
+
+
+def checked_table(path: str | None, profile: Profile, on_bad_record: str) -> tuple[RecordTable, int]:
+    """The valid records of `path`, as `checked_records` gives them, in an Arrow table."""
+    writer = RecordTableWriter()
+    skipped = check_records(resolve_data_path(path), profile, on_bad_record, writer.add)
+    return writer.close(), skipped
 
 
 def checked_records(
@@ -95,17 +106,25 @@ def checked_records(
     """The valid records of `path` in the internal chat form, each with its position in the file,
     and how many bad ones were skipped. With on_bad_record="error" any bad record raises one
     `DataError` that lists every bad record with its location."""
-    source = resolve_data_path(path)
-    records = read_records(source)
-    kept, problems = [], []
-    for index, record in enumerate(tqdm(records, desc=f"Checking {source.name}", unit=" records", disable=None)):
+    kept: list[tuple[int, Record]] = []
+    skipped = check_records(resolve_data_path(path), profile, on_bad_record, lambda *pair: kept.append(pair))
+    return kept, skipped
+
+
+def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Callable[[int, Record], None]) -> int:
+    """Hand each valid record of `source` to `keep` as it is read; the number of bad ones skipped."""
+    problems, total, kept = [], 0, 0
+    records = tqdm(iter_records(source), desc=f"Reading {source.name}", unit=" records", disable=None)
+    for index, record in enumerate(records):
+        total += 1
         example, found = checked_example(record, profile)
         if found:
             problems.append(f"{record.location} (example {index}): {'; '.join(found)}")
         else:
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
-            kept.append((index, replace(record, example=example)))
+            keep(index, replace(record, example=example))
+            kept += 1
     if problems and on_bad_record == "error":
         raise DataError(problems)
     if problems:
@@ -113,8 +132,8 @@ def checked_records(
             "Skipped %d bad records of %s (data.on_bad_record=skip), e.g. %s", len(problems), source, problems[0]
         )
     if not kept:
-        raise DataError([f"{source}: none of its {len(records)} records is valid"])
-    return kept, len(problems)
+        raise DataError([f"{source}: none of its {total} records is valid"])
+    return len(problems)
 
 
 def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
@@ -141,8 +160,8 @@ def tokenize_split(
     back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
     the sets are tokenized into a temporary entry and held in memory."""
     key = cache_key(
-        train=((index, record.example) for index, record in split.train),
-        validation=((index, record.example) for index, record in split.validation),
+        train=split.train.keyed_examples(),
+        validation=split.validation.keyed_examples(),
         system_prompt=system_prompt,
         profile=profile.metadata(),
         profile_seed=profile.seed,
@@ -191,7 +210,7 @@ def prepare_entry(
 
 def tokenize_records(
     name: str,
-    records: list[tuple[int, Record]],
+    records: RecordTable,
     scratch: Path,
     profile: Profile,
     system_prompt: str,
@@ -203,7 +222,7 @@ def tokenize_records(
     """Tokenize `records` in batches, in `num_proc` processes, from and to Arrow files in
     `scratch`: memory holds a batch, never the whole tokenized set."""
     started = time.monotonic()
-    conversations = write_examples(scratch / f"{name}-examples.arrow", records)
+    conversations = records.dataset
     processes = process_count(num_proc, len(records))
     tokenized = conversations.map(
         tokenize_batch,
@@ -257,23 +276,6 @@ def tokenize_records(
     return tokenized
 
 
-def write_examples(path: Path, records: list[tuple[int, Record]]) -> Dataset:
-    """The records' examples, one JSON text per row with its index and location, written batch by
-    batch to a memory-mapped Arrow file. JSON keeps every example exactly as read, where Arrow
-    columns would add a null for each key a message lacks."""
-    schema = pyarrow.schema(
-        [("index", pyarrow.int64()), ("location", pyarrow.string()), ("example", pyarrow.large_string())]
-    )
-    with pyarrow.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, schema) as writer:
-        for start in range(0, len(records), BATCH_SIZE):
-            batch = records[start : start + BATCH_SIZE]
-            indexes = [index for index, _ in batch]
-            locations = [f"{record.location} (example {index})" for index, record in batch]
-            examples = [json.dumps(record.example, ensure_ascii=False, default=str) for _, record in batch]
-            writer.write_batch(pyarrow.record_batch([indexes, locations, examples], schema=schema))
-    return Dataset.from_file(str(path))
-
-
 def process_count(num_proc: int | None, rows: int) -> int:
     """`num_proc` (None: the cores this process may use), fewer for data too small to be worth
     starting processes for."""
@@ -297,7 +299,11 @@ def tokenize_batch(
     try:
         examples = tokenize_conversations(tokenizer, conversations, max_length)
     except TemplateError:
-        raise located_template_error(tokenizer, batch["location"], conversations) from None
+        locations = [
+            f"{Record(None, *place).location} (example {index})"
+            for index, *place in zip(batch["index"], batch["source"], batch["line"], batch["unit"], strict=True)
+        ]
+        raise located_template_error(tokenizer, locations, conversations) from None
     kept = [example.has_assistant_tokens for example in examples]
     return {
         "input_ids": [example.input_ids if keep else [] for example, keep in zip(examples, kept, strict=True)],
