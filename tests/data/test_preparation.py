@@ -68,11 +68,11 @@ def test_batched_tokenization_gives_the_masks_and_counts_of_one_conversation_at_
 
 
 def test_an_interrupted_writer_leaves_nothing_that_is_read(split, tokenizer, tmp_path, monkeypatch):
-    def interrupted(entry, scratch, datasets, stats):
-        (scratch / "complete" / "train").mkdir(parents=True)
+    def interrupted(entry, scratch, stats):
+        assert list((scratch / "complete").glob("train*.arrow"))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(preparation, "save_cached", interrupted)
+    monkeypatch.setattr(preparation, "publish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
     assert [entry.suffix for entry in tmp_path.iterdir()] == [".lock"]

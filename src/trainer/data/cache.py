@@ -20,8 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, load_from_disk
-from datasets import utils as datasets_progress
+from datasets import Dataset, concatenate_datasets
 
 from trainer.config import DataConfig
 from trainer.run_dir import write_json_atomic
@@ -29,6 +28,7 @@ from trainer.run_dir import write_json_atomic
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
+SPLITS = ("train", "validation")
 SCRATCH_PREFIX = ".work-"
 
 
@@ -91,35 +91,25 @@ def scratch_dir(entry: Path) -> Iterator[Path]:
 
 
 def load_cached(entry: Path, in_memory: bool = False) -> tuple[dict[str, Dataset], dict[str, int]] | None:
-    """The datasets and stats saved in `entry`, or None when nothing complete is there."""
+    """The datasets (memory-mapped unless `in_memory`) and stats saved in `entry`, or None when
+    nothing complete is there. A set written by several processes is in several files."""
     if not (entry / STATS_FILE).is_file():
         return None
-    with quiet_progress_bars():
-        datasets = {
-            split.name: load_from_disk(str(split), keep_in_memory=in_memory)
-            for split in sorted(entry.iterdir())
-            if split.is_dir()
-        }
+    datasets = {}
+    for name in SPLITS:
+        if files := sorted(entry.glob(f"{name}*.arrow")):
+            parts = [Dataset.from_file(str(file), in_memory=in_memory) for file in files]
+            datasets[name] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
     return datasets, json.loads((entry / STATS_FILE).read_text())
 
 
-@contextmanager
-def quiet_progress_bars() -> Iterator[None]:
-    """Saving and loading take milliseconds; their bars would only bury the others."""
-    was_enabled = not datasets_progress.are_progress_bars_disabled()
-    datasets_progress.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets_progress.enable_progress_bars()
+def complete_dir(scratch: Path) -> Path:
+    """Where a writer puts the files of the entry it is making."""
+    return scratch / "complete"
 
 
-def save_cached(entry: Path, scratch: Path, datasets: dict[str, Dataset], stats: dict[str, int]) -> None:
-    """Save into `scratch` and rename it to `entry`: an entry that exists is always complete."""
-    complete = scratch / "complete"
-    with quiet_progress_bars():
-        for name, dataset in datasets.items():
-            dataset.save_to_disk(str(complete / name))
-    write_json_atomic(complete / STATS_FILE, stats)
-    complete.rename(entry)
+def publish(entry: Path, scratch: Path, stats: dict[str, int]) -> None:
+    """Write the stats last and rename the complete files to `entry`: an entry that exists is
+    always complete."""
+    write_json_atomic(complete_dir(scratch) / STATS_FILE, stats)
+    complete_dir(scratch).rename(entry)

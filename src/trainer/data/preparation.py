@@ -20,12 +20,12 @@ import numpy
 import pyarrow
 import pyarrow.compute
 import pyarrow.ipc
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config import DataConfig
-from trainer.data.cache import cache_key, exclusive, load_cached, save_cached, scratch_dir
+from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import DataError, Record, iter_records, resolve_data_path
 from trainer.data.records import RecordTable, RecordTableWriter
@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 256
 # Fewer rows than this per process and starting the processes costs more than they save.
 MIN_ROWS_PER_PROCESS = 2000
+# Token ids fit in 32 bits; int64, what Python ints become by default, would double the files.
+TOKENIZED_FEATURES = Features(
+    {
+        "input_ids": List(Value("int32")),
+        "attention_mask": List(Value("int8")),
+        "labels": List(Value("int32")),
+        "truncated": Value("bool"),
+        "kept": Value("bool"),
+    }
+)
 
 
 @dataclass
@@ -190,41 +200,54 @@ def prepare_entry(
     with exclusive(entry):
         if (cached := load_cached(entry, in_memory)) is not None:
             log.info("Tokenized data read from the cache: %s", entry)
-            return TokenizedData(cached[0]["train"], cached[0].get("validation"), cached[1], entry, from_cache=True)
+            return tokenized_data(*cached, entry, from_cache=True)
         # A directory there without its stats is no entry of ours: never read, replaced.
         shutil.rmtree(entry, ignore_errors=True)
         with scratch_dir(entry) as scratch:
             stats: dict[str, int] = {"bad_records_skipped": split.skipped}
-            datasets = {
-                name: tokenize_records(
-                    name, records, scratch, profile, system_prompt, tokenizer, max_length, num_proc, stats
-                )
-                for name, records in (("train", split.train), ("validation", split.validation))
-                if records
-            }
-            save_cached(entry, scratch, datasets, stats)
+            complete_dir(scratch).mkdir()
+            for name, records in (("train", split.train), ("validation", split.validation)):
+                if records:
+                    output = complete_dir(scratch) / f"{name}.arrow"
+                    tokenize_records(
+                        name, records, output, profile, system_prompt, tokenizer, max_length, num_proc, stats
+                    )
+            publish(entry, scratch, stats)
         log.info("Tokenized data saved to the cache: %s", entry)
-        datasets, stats = load_cached(entry, in_memory)
-    return TokenizedData(datasets["train"], datasets.get("validation"), stats, entry, from_cache=False)
+        return tokenized_data(*load_cached(entry, in_memory), entry, from_cache=False)
+
+
+def tokenized_data(datasets: dict[str, Dataset], stats: dict[str, int], entry: Path, from_cache: bool) -> TokenizedData:
+    """The sets as training reads them: the rows of conversations that kept an assistant token,
+    without the bookkeeping columns."""
+    usable = {name: usable_rows(dataset) for name, dataset in datasets.items()}
+    return TokenizedData(usable["train"], usable.get("validation"), stats, entry, from_cache)
+
+
+def usable_rows(dataset: Dataset) -> Dataset:
+    kept = dataset.data.table.column("kept").to_numpy(zero_copy_only=False)
+    if not kept.all():
+        dataset = dataset.select(numpy.flatnonzero(kept))
+    return dataset.remove_columns(["kept", "truncated"])
 
 
 def tokenize_records(
     name: str,
     records: RecordTable,
-    scratch: Path,
+    output: Path,
     profile: Profile,
     system_prompt: str,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     num_proc: int | None,
     stats: dict[str, int],
-) -> Dataset:
-    """Tokenize `records` in batches, in `num_proc` processes, from and to Arrow files in
-    `scratch`: memory holds a batch, never the whole tokenized set."""
+) -> None:
+    """Tokenize `records` in batches, in `num_proc` processes, into the Arrow file `output` (one
+    per process): memory holds a batch, never the whole set. Conversations left without an
+    assistant token keep a row, marked `kept=False`, so that they are counted."""
     started = time.monotonic()
-    conversations = records.dataset
     processes = process_count(num_proc, len(records))
-    tokenized = conversations.map(
+    tokenized = records.dataset.map(
         tokenize_batch,
         batched=True,
         batch_size=BATCH_SIZE,
@@ -235,36 +258,35 @@ def tokenize_records(
             "tokenizer": tokenizer,
             "max_length": max_length,
         },
-        remove_columns=conversations.column_names,
-        cache_file_name=str(scratch / f"{name}-tokenized.arrow"),
+        remove_columns=records.dataset.column_names,
+        features=TOKENIZED_FEATURES,
+        cache_file_name=str(output),
         # The cache key already names these inputs; hashing the tokenizer again would cost seconds.
-        new_fingerprint=f"{scratch.name}-{name}",
+        new_fingerprint=f"{output.parent.parent.name}-{name}",
         desc=f"Tokenizing the {name} set",
     )
     table = tokenized.data.table
-    kept = numpy.flatnonzero(table.column("kept").to_numpy(zero_copy_only=False))
-    truncated = int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0)
-    dropped = len(records) - len(kept)
-    if not len(kept):
+    examples = int(pyarrow.compute.sum(table.column("kept")).as_py() or 0)
+    if not examples:
         raise DataError([f"{name} set: no example keeps an assistant token within data.max_length={max_length}"])
-    tokenized = tokenized.select(kept).remove_columns(["kept", "truncated"])
+    # Only the offsets of input_ids are read: dropped rows are empty, so they add nothing.
     tokens = int(pyarrow.compute.sum(pyarrow.compute.list_value_length(table.column("input_ids"))).as_py())
-    seconds = max(time.monotonic() - started, 1e-9)
     stats |= {
-        f"{name}_examples": len(kept),
-        f"{name}_truncated": truncated,
-        f"{name}_dropped": dropped,
+        f"{name}_examples": examples,
+        f"{name}_truncated": int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0),
+        f"{name}_dropped": len(records) - examples,
         f"{name}_tokens": tokens,
     }
     log.info(
         "%s set: %d examples, %d tokens, %d truncated to %d tokens, %d dropped (no assistant token left)",
         name,
-        stats[f"{name}_examples"],
-        stats[f"{name}_tokens"],
-        truncated,
+        examples,
+        tokens,
+        stats[f"{name}_truncated"],
         max_length,
-        dropped,
+        stats[f"{name}_dropped"],
     )
+    seconds = max(time.monotonic() - started, 1e-9)
     log.info(
         "%s set tokenized in %.1f s by %d process(es): %.0f conversations/s, %.0f tokens/s",
         name,
@@ -273,7 +295,6 @@ def tokenize_records(
         len(records) / seconds,
         tokens / seconds,
     )
-    return tokenized
 
 
 def process_count(num_proc: int | None, rows: int) -> int:
