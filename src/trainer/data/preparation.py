@@ -170,8 +170,8 @@ def tokenize_split(
     back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
     the sets are tokenized into a temporary entry and held in memory."""
     key = cache_key(
-        train=split.train.keyed_examples(),
-        validation=split.validation.keyed_examples(),
+        train=split.train.digest,
+        validation=split.validation.digest,
         system_prompt=system_prompt,
         profile=profile.metadata(),
         profile_seed=profile.seed,

@@ -3,6 +3,7 @@ any size costs a batch of memory; read back as (index, Record) pairs wherever th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -36,8 +37,11 @@ SCHEMA = pyarrow.schema(
 class RecordTable(Sequence[tuple[int, Record]]):
     """(index in its file, record) pairs in an Arrow file; `dataset` is that file, rows selected."""
 
-    def __init__(self, dataset: Dataset, owner: RecordTable | None = None) -> None:
+    def __init__(self, dataset: Dataset, digest: str, owner: RecordTable | None = None) -> None:
         self.dataset = dataset
+        # A digest of the rows' indexes and examples, taken as they were written (reading them
+        # back for it would bring the whole file into memory).
+        self.digest = digest
         # The table whose file this one's rows select from: kept alive as long as this one.
         self.owner = owner
 
@@ -58,13 +62,10 @@ class RecordTable(Sequence[tuple[int, Record]]):
             for row in zip(*batch.values(), strict=True):
                 yield to_pair(dict(zip(batch, row, strict=True)))
 
-    def keyed_examples(self) -> Iterator[tuple[int, str]]:
-        """(index, example as JSON) of every row, for the cache key: read, never parsed."""
-        for batch in self.dataset.select_columns(["index", "example"]).iter(batch_size=WRITE_BATCH):
-            yield from zip(batch["index"], batch["example"], strict=True)
-
     def select(self, positions: Sequence[int] | numpy.ndarray) -> RecordTable:
-        return RecordTable(self.dataset.select(positions), owner=self)
+        positions = numpy.asarray(positions, dtype=numpy.int64)
+        digest = hashlib.sha256(self.digest.encode() + positions.tobytes()).hexdigest()
+        return RecordTable(self.dataset.select(positions), digest, owner=self)
 
 
 def to_pair(row: dict) -> tuple[int, Record]:
@@ -81,6 +82,7 @@ class RecordTableWriter:
         self.sink = pyarrow.OSFile(str(self.path), "wb")
         self.writer = pyarrow.ipc.new_stream(self.sink, SCHEMA)
         self.pending: list[tuple[int, Record]] = []
+        self.hash = hashlib.sha256()
 
     def add(self, index: int, record: Record) -> None:
         self.pending.append((index, record))
@@ -95,8 +97,11 @@ class RecordTableWriter:
             [record.source for _, record in self.pending],
             [record.line for _, record in self.pending],
             [record.unit for _, record in self.pending],
-            [json.dumps(record.example, ensure_ascii=False, default=str) for _, record in self.pending],
+            # ASCII JSON: any text the reader let through is stored, and read back, unchanged.
+            [json.dumps(record.example, default=str) for _, record in self.pending],
         ]
+        for index, example in zip(columns[0], columns[4], strict=True):
+            self.hash.update(f"{index}\t{example}\n".encode())
         self.writer.write_batch(pyarrow.record_batch(columns, schema=SCHEMA))
         self.pending = []
 
@@ -104,6 +109,6 @@ class RecordTableWriter:
         self.flush()
         self.writer.close()
         self.sink.close()
-        table = RecordTable(Dataset.from_file(str(self.path)))
+        table = RecordTable(Dataset.from_file(str(self.path)), self.hash.hexdigest())
         weakref.finalize(table, shutil.rmtree, self.directory, ignore_errors=True)
         return table
