@@ -128,11 +128,15 @@ def contender_main() -> None:
     started = time.perf_counter()
     conversations, tokens = (run_floor if name == "floor" else run_trainer)(chats, num_proc, workdir)
     seconds = time.perf_counter() - started
-    kilobytes = {who: resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)}
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would report the benchmark's own peak.
+    peak_kb = int(
+        next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")).split()[1]
+    )
+    workers_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({
         "conversations": conversations, "tokens": tokens, "seconds": seconds,
         "conversations_per_sec": conversations / seconds, "tokens_per_sec": tokens / seconds,
-        "peak_rss_mb": kilobytes[resource.RUSAGE_SELF] / 1024, "worker_peak_rss_mb": kilobytes[resource.RUSAGE_CHILDREN] / 1024,
+        "peak_rss_mb": peak_kb / 1024, "worker_peak_rss_mb": workers_kb / 1024,
     }))  # fmt: skip
 
 
