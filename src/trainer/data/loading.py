@@ -114,7 +114,14 @@ def parse_json_line(line: bytes) -> tuple[Any, str | None]:
     except ValueError as error:
         # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits()).
         return None, f"unreadable JSON ({first_line(error)})"
-    return value, value_problem(value)
+    return value, value_problem(value) if may_be_unusable(line) else None
+
+
+def may_be_unusable(line: bytes) -> bool:
+    """Whether `value_problem` could find anything in the value of `line`, decided from the text
+    alone: deep nesting needs that many brackets, a lone surrogate a \\uD800-\\uDFFF escape (raw
+    surrogate bytes are invalid UTF-8). Most lines are neither, and skip the walk over their value."""
+    return line.count(b"[") + line.count(b"{") >= MAX_NESTING or b"\\ud" in line.lower()
 
 
 def value_problem(value: Any) -> str | None:
