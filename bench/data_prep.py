@@ -65,7 +65,8 @@ def summarize(results: dict[str, dict[str, dict]], sizes: list[int], num_proc: i
         print(target.show())
     header = (
         f"`python -m bench --data`, run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores "
-        f"(load average {os.getloadavg()[0]:.1f} at the end), num_proc={num_proc}; one run per row. The chats of "
+        f"(load average {os.getloadavg()[0]:.1f} at the end: above the core count, the machine was shared), "
+        f"num_proc={num_proc}; one run per row. The chats of "
         "bench/workload.py (a system prompt and 1..10 arithmetic turns), the tiny byte-level BPE tokenizer, ChatML. "
         "floor: `datasets.load_dataset` + batched `map` rendering the template and tokenizing, no mask; trainer: "
         "the product's read, check, render once, mask, tokenize, save to its cache entry."
