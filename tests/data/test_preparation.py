@@ -3,6 +3,7 @@ content-addressed cache entry and read back for the same inputs only, never half
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from trainer.config import DataConfig, ProfileConfig
 from trainer.data import preparation
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 
@@ -98,6 +100,7 @@ from pathlib import Path
 from trainer.config import DataConfig, ProfileConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -120,3 +123,20 @@ def test_two_processes_preparing_the_same_data_at_once_both_succeed_with_one_cac
     assert logs.count("saved to the cache") == 1 and logs.count("read from the cache") == 1
     entries = [entry for entry in (tmp_path / "cache").iterdir() if not entry.name.endswith(".lock")]
     assert len(entries) == 1 and (entries[0] / "stats.json").is_file()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_conversation_the_template_refuses_is_named_by_its_line_from_any_process(tmp_path, monkeypatch, processes):
+    from tests.template_families import family_tokenizer
+
+    monkeypatch.setattr(preparation, "MIN_ROWS_PER_PROCESS", 5)
+    monkeypatch.setattr(preparation, "BATCH_SIZE", 4)
+    good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    refused = {"messages": [{"role": "user", "content": "a"}, *good["messages"]]}
+    lines = [json.dumps(refused if number == 17 else good) for number in range(1, 21)]
+    (tmp_path / "chats.jsonl").write_text("\n".join(lines) + "\n")
+    split = load_record_split(DataConfig(train=str(tmp_path / "chats.jsonl"), validation_split=0.0), PROFILE, seed=0)
+    with pytest.raises(TemplateError, match=r"chats.jsonl:17 \(example 16\): the Gemma chat template refuses"):
+        tokenize_split(
+            split, PROFILE, "", family_tokenizer("gemma-2"), 64, cache_dir=tmp_path / "c", num_proc=processes
+        )
