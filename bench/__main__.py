@@ -9,6 +9,7 @@ their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
     PYTHONPATH=src python -m bench [--rounds 3] [--steps 30] [--threads 1]
     PYTHONPATH=src python -m bench --gpu         # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
     PYTHONPATH=src python -m bench --monitoring  # what trainer's monitoring costs, on vs off
+    PYTHONPATH=src python -m bench --data        # data preparation vs a plain datasets.map floor
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import transformers
 
 from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
-from bench.report import Spread, Target, per_round_ratios, results_markdown
+from bench.report import Spread, Target, per_round_ratios, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config import ModelConfig, TrainerConfig
@@ -38,6 +39,9 @@ from trainer.modeling.tiny import tiny_model_dir
 from trainer.run_dir import write_json_atomic, write_text_atomic
 
 BENCH_DIR = Path(__file__).parent
+RESULTS = BENCH_DIR / "RESULTS.md"
+DATA_SECTION = "Data preparation"
+GPU_SECTION = "GPU: `python -m bench --gpu`"
 CONTENDERS = (
     "plain",
     "trainer",
@@ -62,6 +66,11 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the CUDA variant (bench/gpu.py) instead")
     parser.add_argument("--gpu-steps", type=int, default=24, help="plain steps of the --gpu epoch")
     parser.add_argument("--monitoring", action="store_true", help="monitoring on vs off (bench/monitoring.py) instead")
+    parser.add_argument(
+        "--data", action="store_true", help="data preparation vs a datasets.map floor (bench/data_prep.py)"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chats per --data file")
+    parser.add_argument("--num-proc", type=int, default=len(os.sched_getaffinity(0)), help="--data processes")
     options = parser.parse_args()
     quiet_logs()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -70,6 +79,12 @@ def main() -> None:
 
         report, name = run_gpu_benchmark(options.gpu_steps), f"gpu-{stamp}"
         print("\n" + report["markdown"])
+    elif options.data:
+        from bench.data_prep import run_data_benchmark
+
+        with tempfile.TemporaryDirectory(prefix="bench-data-") as workdir:
+            report, name = run_data_benchmark(sorted(options.sizes), options.num_proc, Path(workdir)), f"data-{stamp}"
+        write_results_section(DATA_SECTION, report["markdown"])
     else:
         torch.set_num_threads(options.threads)
         workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
@@ -80,10 +95,25 @@ def main() -> None:
                 report, name = run_monitoring_benchmark(workload, options.rounds, Path(workdir)), f"monitoring-{stamp}"
             else:
                 report, name = run_cpu_benchmark(workload, options.rounds, Path(workdir)), stamp
-                write_text_atomic(BENCH_DIR / "RESULTS.md", report["markdown"])
-                print("\nwrote bench/RESULTS.md")
+                write_results(report["markdown"])
     write_json_atomic(BENCH_DIR / "results" / f"{name}.json", report)
     print(f"wrote bench/results/{name}.json")
+
+
+def write_results(markdown: str) -> None:
+    """RESULTS.md anew, keeping the sections of the last `--gpu` and `--data` runs."""
+    old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else ""
+    for title in (GPU_SECTION, DATA_SECTION):
+        if (section := section_of(old, title)) is not None:
+            markdown = with_section(markdown, title, section)
+    write_text_atomic(RESULTS, markdown)
+    print("\nwrote bench/RESULTS.md")
+
+
+def write_results_section(title: str, section: str) -> None:
+    old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else "# Benchmark results\n"
+    write_text_atomic(RESULTS, with_section(old, title, section))
+    print(f"\nwrote the {title!r} section of bench/RESULTS.md")
 
 
 def quiet_logs() -> None:

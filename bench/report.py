@@ -58,13 +58,14 @@ def results_markdown(header: str, rows: list[tuple[str, str]], targets: list[Tar
         "",
         header,
         "",
-        "| measure | value |",
-        "| --- | --- |",
-        *[f"| {name} | {value} |" for name, value in rows],
-        "",
-        "| target | measured | bound | holds |",
-        "| --- | --- | --- | --- |",
     ]
+    return "\n".join(lines) + tables_markdown(rows, targets)
+
+
+def tables_markdown(rows: list[tuple[str, str]], targets: list[Target]) -> str:
+    """The measures, then the targets with whether each holds."""
+    lines = ["| measure | value |", "| --- | --- |", *[f"| {name} | {value} |" for name, value in rows], ""]
+    lines += ["| target | measured | bound | holds |", "| --- | --- | --- | --- |"]
     for target in targets:
         sign = ">=" if target.at_least else "<="
         measured = f"{target.measured.show(2)}{target.unit}"
@@ -72,3 +73,18 @@ def results_markdown(header: str, rows: list[tuple[str, str]], targets: list[Tar
             f"| {target.name} | {measured} | {sign} {target.bound:g}{target.unit} | {'yes' if target.holds else 'no'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def section_of(document: str, title: str) -> str | None:
+    """The body of `document`'s `## title` section, or None."""
+    _, found, after = document.partition(f"## {title}\n")
+    return after.split("\n## ")[0] if found else None
+
+
+def with_section(document: str, title: str, section: str) -> str:
+    """`document` with its `## title` section (up to the next `## ` heading) replaced by `section`,
+    or `section` appended: each benchmark rewrites its own part of RESULTS.md only."""
+    heading = f"## {title}\n"
+    before, found, after = document.partition(heading)
+    rest = after[after.index("\n## ") + 1 :] if found and "\n## " in after else ""
+    return before.rstrip("\n") + "\n\n" + heading + "\n" + section.strip("\n") + "\n" + ("\n" + rest if rest else "")

@@ -25,6 +25,15 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("model-cache")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The tokenized-data cache's default home ($XDG_CACHE_HOME) moved out of the user's home;
+    HF_HOME, which also defaults under it, stays where it was."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    os.environ.setdefault("HF_HOME", os.path.join(xdg, "huggingface"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def compose_dictconfig() -> Callable[..., DictConfig]:
     register_schema()

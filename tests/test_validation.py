@@ -87,6 +87,13 @@ def test_monitoring_knobs_are_checked(make_config):
     ]
 
 
+def test_data_num_proc_is_positive_or_null(make_config):
+    assert problems_of(make_config("data.num_proc=0")) == [
+        "data.num_proc must be >= 1, or null for the CPU cores available (got 0)"
+    ]
+    validate_config(make_config("data.num_proc=3"))
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_numbers_are_refused(make_config, value):
     assert problems_of(make_config(f"train.learning_rate={value}")) == [

@@ -71,6 +71,13 @@ class DataConfig:
     # With packing, > 0: every batch holds whole examples up to this many tokens, padded to it
     # (static shapes: one torch.compile, flat memory); per_device_train_batch_size is then unused.
     tokens_per_batch: int = 0
+    # Tokenized data is kept in one content-addressed cache shared by runs and sweep jobs; false
+    # keeps it in the run directory only (read back on resume, never shared).
+    cache: bool = True
+    # None means $XDG_CACHE_HOME/trainer/tokenized (~/.cache/trainer/tokenized).
+    cache_dir: str | None = None
+    # Processes that tokenize; None means the CPU cores this process may use.
+    num_proc: int | None = None
 
 
 @dataclass

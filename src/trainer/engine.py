@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config import TrainerConfig
+from trainer.data.cache import tokenized_cache_dir
 from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
@@ -164,11 +165,19 @@ class TrainerEngine:
         parameters = count_parameters(model)
         check_free_space(run_dir, model, config.train.save_total_limit)
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
-        # Rank 0 tokenizes into the run's cache; the other ranks then read it back.
+        # Rank 0 tokenizes into the cache; the other ranks then read it back.
         with PartialState().main_process_first():
             data = tokenize_split(
-                records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=run_dir.tokenized_dir
+                records,
+                profile,
+                system_prompt,
+                tokenizer,
+                config.data.max_length,
+                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+                num_proc=config.data.num_proc,
             )
+        if status.enabled:
+            write_json_atomic(run_dir.tokenized_file, data.summary())
 
         if checkpoint:
             log.info("Resuming from %s", checkpoint)

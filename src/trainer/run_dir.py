@@ -117,7 +117,13 @@ class RunDirectory:
 
     @property
     def tokenized_dir(self) -> Path:
+        """The run's own tokenized data, with data.cache=false."""
         return self.root / "tokenized"
+
+    @property
+    def tokenized_file(self) -> Path:
+        """Which cache entry the run's tokenized data came from, and its stats."""
+        return self.root / "tokenized.json"
 
     @property
     def merged_model_dir(self) -> Path:

@@ -161,6 +161,8 @@ def data_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.validation_max_samples must be >= 0 (got {data.validation_max_samples})")
     if data.max_length < 16:
         problems.append(f"data.max_length must be >= 16 tokens (got {data.max_length})")
+    if data.num_proc is not None and data.num_proc < 1:
+        problems.append(f"data.num_proc must be >= 1, or null for the CPU cores available (got {data.num_proc})")
     return problems
 
 

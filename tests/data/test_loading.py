@@ -13,7 +13,7 @@ import pytest
 from datasets import Dataset
 
 from trainer.config import DataConfig, ProfileConfig
-from trainer.data.loading import DataError
+from trainer.data.loading import DataError, parse_json_line, value_problem
 from trainer.data.preparation import checked_records, load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.modeling.tiny import build_tokenizer
@@ -225,3 +225,15 @@ def test_an_integer_too_long_to_convert_is_a_bad_record(tmp_path):
     path.write_bytes(GOOD_LINE + b"\n" + b'{"n": ' + b"7" * 5_000 + b"}\n")
     records, skipped = checked_records(str(path), PROFILE, on_bad_record="skip")
     assert (len(records), skipped) == (1, 1)
+
+
+@pytest.mark.parametrize("depth", range(28, 36))
+def test_the_quick_line_check_never_hides_a_problem_the_full_walk_finds(depth):
+    lines = [
+        b"[" * depth + b"1" + b"]" * depth,
+        b"[" * depth + b"]" * depth,
+        b'{"a":' * depth + b'"\\ud800"' + b"}" * depth,
+        b'{"messages": "\\uD83D\\uDE00 \\uDC00"}',
+    ]
+    for line in lines:
+        assert parse_json_line(line)[1] == value_problem(json.loads(line))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,18 +57,26 @@ def resolve_data_path(path: str | None) -> Path:
 
 def read_records(path: Path) -> list[Record]:
     """Every record of a data file or saved dataset directory, in order."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[Record]:
+    """The records of `path` one by one, read as they are asked for (a JSON array excepted,
+    which is parsed whole): memory holds what the caller keeps, not the file."""
     if not path.exists():
         raise DataError([f"{path} does not exist"])
+    empty = True
     try:
-        records = read_by_format(path)
+        for record in records_by_format(path):
+            empty = False
+            yield record
     except OSError as error:
         raise DataError([f"{path} cannot be read: {error.strerror or error}"]) from error
-    if not records:
+    if empty:
         raise DataError([f"{path} is empty: it holds no records"])
-    return records
 
 
-def read_by_format(path: Path) -> list[Record]:
+def records_by_format(path: Path) -> Iterator[Record]:
     if path.is_dir():
         return read_saved_dataset(path)
     if path.suffix == ".jsonl":
@@ -80,17 +88,15 @@ def read_by_format(path: Path) -> list[Record]:
     raise DataError([f"{path} has an unsupported format; use {SUPPORTED_FORMATS}"])
 
 
-def read_jsonl_records(path: Path) -> list[Record]:
+def read_jsonl_records(path: Path) -> Iterator[Record]:
     """Every non-blank line of a JSON Lines file (UTF-8, with or without a byte order mark)."""
-    records = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             # Not only on line 1: concatenated files keep their byte order marks.
             example, problem = parse_json_line(line.removeprefix(codecs.BOM_UTF8).rstrip())
-            records.append(Record(example, str(path), number, error=problem))
-    return records
+            yield Record(example, str(path), number, error=problem)
 
 
 def parse_json_line(line: bytes) -> tuple[Any, str | None]:
@@ -108,7 +114,14 @@ def parse_json_line(line: bytes) -> tuple[Any, str | None]:
     except ValueError as error:
         # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits()).
         return None, f"unreadable JSON ({first_line(error)})"
-    return value, value_problem(value)
+    return value, value_problem(value) if may_be_unusable(line) else None
+
+
+def may_be_unusable(line: bytes) -> bool:
+    """Whether `value_problem` could find anything in the value of `line`, decided from the text
+    alone: deep nesting needs that many brackets, a lone surrogate a \\uD800-\\uDFFF escape (raw
+    surrogate bytes are invalid UTF-8). Most lines are neither, and skip the walk over their value."""
+    return line.count(b"[") + line.count(b"{") >= MAX_NESTING or b"\\ud" in line.lower()
 
 
 def value_problem(value: Any) -> str | None:
@@ -136,7 +149,7 @@ def is_unicode(text: str) -> bool:
     return True
 
 
-def read_json_records(path: Path) -> list[Record]:
+def read_json_records(path: Path) -> Iterator[Record]:
     """The elements of a JSON array; a `.json` file holding JSON Lines is read as such."""
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
@@ -145,7 +158,7 @@ def read_json_records(path: Path) -> list[Record]:
         line = data.count(b"\n", 0, error.start) + 1
         raise DataError([f"{path}:{line}: not valid UTF-8 (byte 0x{data[error.start]:02x})"]) from error
     if not text.strip():
-        return []
+        return iter(())
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -158,24 +171,25 @@ def read_json_records(path: Path) -> list[Record]:
         raise DataError([f"{path}: unreadable JSON ({first_line(error)})"]) from error
     if not isinstance(document, list):
         raise DataError([f"{path}: expected a JSON array of records (or JSON Lines), got {type(document).__name__}"])
-    return [
+    return (
         Record(item, str(path), row, unit="row", error=value_problem(item))
         for row, item in enumerate(document, start=1)
-    ]
+    )
 
 
-def read_parquet_records(path: Path) -> list[Record]:
+def read_parquet_records(path: Path) -> Iterator[Record]:
+    """The rows of a Parquet file, a row group at a time."""
     import pyarrow
     import pyarrow.parquet
 
     try:
-        rows = pyarrow.parquet.read_table(path).to_pylist()
+        batches = pyarrow.parquet.ParquetFile(path).iter_batches()
+        yield from columnar_records((row for batch in batches for row in batch.to_pylist()), path)
     except pyarrow.ArrowException as error:
         raise DataError([f"{path} is not a readable Parquet file: {error}"]) from error
-    return columnar_records(rows, path)
 
 
-def read_saved_dataset(path: Path) -> list[Record]:
+def read_saved_dataset(path: Path) -> Iterator[Record]:
     """A `Dataset.save_to_disk` directory; a `DatasetDict` must be narrowed to one of its splits."""
     if (path / "dataset_dict.json").is_file():
         splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
@@ -191,13 +205,13 @@ def read_saved_dataset(path: Path) -> list[Record]:
         raise DataError(
             [f"{path} is not a readable saved dataset ({type(error).__name__}: {first_line(error)})"]
         ) from error
-    return columnar_records(dataset.to_list(), path)
+    return columnar_records(iter(dataset), path)
 
 
-def columnar_records(rows: Iterable[dict[str, Any]], path: Path) -> list[Record]:
+def columnar_records(rows: Iterable[dict[str, Any]], path: Path) -> Iterator[Record]:
     """Columnar formats give every row every column, null where a record lacked it: drop those
     nulls so each row reads as the record that was written."""
-    return [
+    return (
         Record({key: value for key, value in row.items() if value is not None}, str(path), number, unit="row")
         for number, row in enumerate(rows, start=1)
-    ]
+    )

@@ -3,33 +3,60 @@ checked before any model loads, then tokenized once the tokenizer exists."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+import numpy
+import pyarrow
+import pyarrow.compute
+import pyarrow.ipc
+from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config import DataConfig
-from trainer.data.cache import cache_key, load_cached, save_cached
+from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
-from trainer.data.loading import DataError, Record, read_records, resolve_data_path
-from trainer.data.tokenization import tokenize_with_assistant_mask
-from trainer.modeling.template_layout import TemplateError
+from trainer.data.loading import DataError, Record, iter_records, resolve_data_path
+from trainer.data.records import RecordTable, RecordTableWriter
+from trainer.data.tokenization import tokenize_conversations
+from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
 
 log = logging.getLogger(__name__)
+
+# Conversations per tokenizer call: large enough for the fast tokenizer's threads, small enough
+# that a batch of their tokens is a few megabytes.
+BATCH_SIZE = 256
+# Fewer rows than this per process and starting the processes costs more than they save.
+MIN_ROWS_PER_PROCESS = 2000
+# Token ids fit in 32 bits; int64, what Python ints become by default, would double the files.
+TOKENIZED_FEATURES = Features(
+    {
+        "input_ids": List(Value("int32")),
+        "attention_mask": List(Value("int8")),
+        "labels": List(Value("int32")),
+        "truncated": Value("bool"),
+        "kept": Value("bool"),
+    }
+)
 
 
 @dataclass
 class RecordSplit:
     # (index in its file, record): the index keys the profile's per-example choices.
-    train: list[tuple[int, Record]]
-    validation: list[tuple[int, Record]]
+    train: RecordTable
+    validation: RecordTable
     # Bad records left out under data.on_bad_record=skip.
     skipped: int = 0
 
@@ -39,25 +66,48 @@ class TokenizedData:
     train: Dataset
     validation: Dataset | None
     stats: dict[str, int] = field(default_factory=dict)
+    # The cache entry the sets were read from, and whether it existed before this run asked.
+    cache_entry: Path | None = None
+    from_cache: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """What the run directory records of its data: the cache entry (its name is the key),
+        whether it was read back, and the stats."""
+        entry = self.cache_entry
+        return {
+            "cache_key": entry.name if entry else None,
+            "cache_entry": str(entry) if entry else None,
+            "read_from_cache": self.from_cache,
+            "stats": self.stats,
+        }
 
 
 def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
-    """Read and validate the configured files; split off a seeded validation set when none is given."""
-    train, skipped = checked_records(config.train, profile, config.on_bad_record)
+    """Read and validate the configured files into Arrow tables; split off a seeded validation
+    set when none is given."""
+    train, skipped = checked_table(config.train, profile, config.on_bad_record)
     if config.validation is not None:
-        validation, skipped_validation = checked_records(config.validation, profile, config.on_bad_record)
+        validation, skipped_validation = checked_table(config.validation, profile, config.on_bad_record)
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
         raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
-    order = list(range(len(train)))
+    order = numpy.arange(len(train))
     random.Random(seed).shuffle(order)
-    held_out = set(order[:count])
+    held_out = numpy.zeros(len(train), dtype=bool)
+    held_out[order[:count]] = True
     return RecordSplit(
-        train=[item for position, item in enumerate(train) if position not in held_out],
-        validation=[item for position, item in enumerate(train) if position in held_out],
+        train=train.select(numpy.flatnonzero(~held_out)),
+        validation=train.select(numpy.flatnonzero(held_out)),
         skipped=skipped,
     )
+
+
+def checked_table(path: str | None, profile: Profile, on_bad_record: str) -> tuple[RecordTable, int]:
+    """The valid records of `path`, as `checked_records` gives them, in an Arrow table."""
+    writer = RecordTableWriter()
+    skipped = check_records(resolve_data_path(path), profile, on_bad_record, writer.add)
+    return writer.close(), skipped
 
 
 def checked_records(
@@ -66,17 +116,25 @@ def checked_records(
     """The valid records of `path` in the internal chat form, each with its position in the file,
     and how many bad ones were skipped. With on_bad_record="error" any bad record raises one
     `DataError` that lists every bad record with its location."""
-    source = resolve_data_path(path)
-    records = read_records(source)
-    kept, problems = [], []
+    kept: list[tuple[int, Record]] = []
+    skipped = check_records(resolve_data_path(path), profile, on_bad_record, lambda *pair: kept.append(pair))
+    return kept, skipped
+
+
+def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Callable[[int, Record], None]) -> int:
+    """Hand each valid record of `source` to `keep` as it is read; the number of bad ones skipped."""
+    problems, total, kept = [], 0, 0
+    records = tqdm(iter_records(source), desc=f"Reading {source.name}", unit=" records", disable=None)
     for index, record in enumerate(records):
+        total += 1
         example, found = checked_example(record, profile)
         if found:
             problems.append(f"{record.location} (example {index}): {'; '.join(found)}")
         else:
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
-            kept.append((index, replace(record, example=example)))
+            keep(index, replace(record, example=example))
+            kept += 1
     if problems and on_bad_record == "error":
         raise DataError(problems)
     if problems:
@@ -84,8 +142,8 @@ def checked_records(
             "Skipped %d bad records of %s (data.on_bad_record=skip), e.g. %s", len(problems), source, problems[0]
         )
     if not kept:
-        raise DataError([f"{source}: none of its {len(records)} records is valid"])
-    return kept, len(problems)
+        raise DataError([f"{source}: none of its {total} records is valid"])
+    return len(problems)
 
 
 def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
@@ -106,12 +164,14 @@ def tokenize_split(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     cache_dir: Path | None = None,
+    num_proc: int | None = None,
 ) -> TokenizedData:
-    """Tokenize both sets; with `cache_dir`, read them back from there when the same inputs were
-    tokenized before (a resumed run), and save them there otherwise."""
+    """Tokenize both sets into the cache entry of everything that shapes them, or read that entry
+    back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
+    the sets are tokenized into a temporary entry and held in memory."""
     key = cache_key(
-        train=[(index, record.example) for index, record in split.train],
-        validation=[(index, record.example) for index, record in split.validation],
+        train=split.train.digest,
+        validation=split.validation.digest,
         system_prompt=system_prompt,
         profile=profile.metadata(),
         profile_seed=profile.seed,
@@ -119,59 +179,171 @@ def tokenize_split(
         tokenizer=[tokenizer.name_or_path, len(tokenizer)],
         max_length=max_length,
     )
-    if cache_dir is not None and (cached := load_cached(cache_dir / key)) is not None:
-        datasets, stats = cached
-        return TokenizedData(datasets["train"], datasets.get("validation"), stats)
-    stats: dict[str, int] = {"bad_records_skipped": split.skipped}
-    datasets = {
-        name: tokenize_records(name, records, profile, system_prompt, tokenizer, max_length, stats)
-        for name, records in (("train", split.train), ("validation", split.validation))
-        if records
-    }
-    if cache_dir is not None:
-        save_cached(cache_dir / key, datasets, stats)
-    return TokenizedData(datasets["train"], datasets.get("validation"), stats)
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="trainer-tokenized-") as temporary:
+            entry = Path(temporary) / key
+            return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=True)
+    entry = cache_dir.expanduser() / key
+    return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=False)
 
 
-def tokenize_records(
-    name: str,
-    records: list[tuple[int, Record]],
+def prepare_entry(
+    entry: Path,
+    split: RecordSplit,
     profile: Profile,
     system_prompt: str,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
+    num_proc: int | None,
+    in_memory: bool,
+) -> TokenizedData:
+    with exclusive(entry):
+        if (cached := load_cached(entry, in_memory)) is not None:
+            log.info("Tokenized data read from the cache: %s", entry)
+            return tokenized_data(*cached, entry, from_cache=True)
+        # A directory there without its stats is no entry of ours: never read, replaced.
+        shutil.rmtree(entry, ignore_errors=True)
+        with scratch_dir(entry) as scratch:
+            stats: dict[str, int] = {"bad_records_skipped": split.skipped}
+            complete_dir(scratch).mkdir()
+            for name, records in (("train", split.train), ("validation", split.validation)):
+                if records:
+                    output = complete_dir(scratch) / f"{name}.arrow"
+                    tokenize_records(
+                        name, records, output, profile, system_prompt, tokenizer, max_length, num_proc, stats
+                    )
+            publish(entry, scratch, stats)
+        log.info("Tokenized data saved to the cache: %s", entry)
+        return tokenized_data(*load_cached(entry, in_memory), entry, from_cache=False)
+
+
+def tokenized_data(datasets: dict[str, Dataset], stats: dict[str, int], entry: Path, from_cache: bool) -> TokenizedData:
+    """The sets as training reads them: the rows of conversations that kept an assistant token,
+    without the bookkeeping columns."""
+    usable = {name: usable_rows(dataset) for name, dataset in datasets.items()}
+    return TokenizedData(usable["train"], usable.get("validation"), stats, entry, from_cache)
+
+
+def usable_rows(dataset: Dataset) -> Dataset:
+    kept = dataset.data.table.column("kept").to_numpy(zero_copy_only=False)
+    if not kept.all():
+        dataset = dataset.select(numpy.flatnonzero(kept))
+    return dataset.remove_columns(["kept", "truncated"])
+
+
+def tokenize_records(
+    name: str,
+    records: RecordTable,
+    output: Path,
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    num_proc: int | None,
     stats: dict[str, int],
-) -> Dataset:
-    columns: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
-    truncated = dropped = 0
-    for index, record in tqdm(records, desc=f"Tokenizing the {name} set", unit="example", disable=None):
-        example = profile.transform_example(record.example, index, system_prompt)
-        try:
-            tokenized = tokenize_with_assistant_mask(tokenizer, example["messages"], max_length)
-        except TemplateError as error:
-            raise TemplateError(f"{record.location} (example {index}): {error}") from None
-        truncated += tokenized.truncated
-        if not tokenized.has_assistant_tokens:
-            dropped += 1
-            continue
-        columns["input_ids"].append(tokenized.input_ids)
-        columns["attention_mask"].append([1] * len(tokenized.input_ids))
-        columns["labels"].append(tokenized.labels)
-    if not columns["input_ids"]:
+) -> None:
+    """Tokenize `records` in batches, in `num_proc` processes, into the Arrow file `output` (one
+    per process): memory holds a batch, never the whole set. Conversations left without an
+    assistant token keep a row, marked `kept=False`, so that they are counted."""
+    started = time.monotonic()
+    processes = process_count(num_proc, len(records))
+    tokenized = records.dataset.map(
+        tokenize_batch,
+        batched=True,
+        batch_size=BATCH_SIZE,
+        num_proc=processes if processes > 1 else None,
+        fn_kwargs={
+            "profile": profile,
+            "system_prompt": system_prompt,
+            "tokenizer": tokenizer,
+            "max_length": max_length,
+        },
+        remove_columns=records.dataset.column_names,
+        features=TOKENIZED_FEATURES,
+        cache_file_name=str(output),
+        # The cache key already names these inputs; hashing the tokenizer again would cost seconds.
+        new_fingerprint=f"{output.parent.parent.name}-{name}",
+        desc=f"Tokenizing the {name} set",
+    )
+    table = tokenized.data.table
+    examples = int(pyarrow.compute.sum(table.column("kept")).as_py() or 0)
+    if not examples:
         raise DataError([f"{name} set: no example keeps an assistant token within data.max_length={max_length}"])
+    # Only the offsets of input_ids are read: dropped rows are empty, so they add nothing.
+    tokens = int(pyarrow.compute.sum(pyarrow.compute.list_value_length(table.column("input_ids"))).as_py())
     stats |= {
-        f"{name}_examples": len(columns["input_ids"]),
-        f"{name}_truncated": truncated,
-        f"{name}_dropped": dropped,
-        f"{name}_tokens": sum(map(len, columns["input_ids"])),
+        f"{name}_examples": examples,
+        f"{name}_truncated": int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0),
+        f"{name}_dropped": len(records) - examples,
+        f"{name}_tokens": tokens,
     }
     log.info(
         "%s set: %d examples, %d tokens, %d truncated to %d tokens, %d dropped (no assistant token left)",
         name,
-        stats[f"{name}_examples"],
-        stats[f"{name}_tokens"],
-        truncated,
+        examples,
+        tokens,
+        stats[f"{name}_truncated"],
         max_length,
-        dropped,
+        stats[f"{name}_dropped"],
     )
-    return Dataset.from_dict(columns)
+    seconds = max(time.monotonic() - started, 1e-9)
+    log.info(
+        "%s set tokenized in %.1f s by %d process(es): %.0f conversations/s, %.0f tokens/s",
+        name,
+        seconds,
+        processes,
+        len(records) / seconds,
+        tokens / seconds,
+    )
+
+
+def process_count(num_proc: int | None, rows: int) -> int:
+    """`num_proc` (None: the cores this process may use), fewer for data too small to be worth
+    starting processes for."""
+    available = num_proc or len(os.sched_getaffinity(0))
+    return max(1, min(available, rows // MIN_ROWS_PER_PROCESS))
+
+
+def tokenize_batch(
+    batch: dict[str, list],
+    profile: Profile,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+) -> dict[str, list]:
+    """One batch of examples shaped by the profile and tokenized; a conversation left without an
+    assistant token is marked `kept=False` (its row is removed afterwards, once counted)."""
+    conversations = [
+        profile.transform_example(json.loads(text), index, system_prompt)["messages"]
+        for index, text in zip(batch["index"], batch["example"], strict=True)
+    ]
+    try:
+        examples = tokenize_conversations(tokenizer, conversations, max_length)
+    except TemplateError:
+        locations = [
+            f"{Record(None, *place).location} (example {index})"
+            for index, *place in zip(batch["index"], batch["source"], batch["line"], batch["unit"], strict=True)
+        ]
+        raise located_template_error(tokenizer, locations, conversations) from None
+    kept = [example.has_assistant_tokens for example in examples]
+    return {
+        "input_ids": [example.input_ids if keep else [] for example, keep in zip(examples, kept, strict=True)],
+        "attention_mask": [
+            [1] * len(example.input_ids) if keep else [] for example, keep in zip(examples, kept, strict=True)
+        ],
+        "labels": [example.labels if keep else [] for example, keep in zip(examples, kept, strict=True)],
+        "truncated": [example.truncated for example in examples],
+        "kept": kept,
+    }
+
+
+def located_template_error(
+    tokenizer: PreTrainedTokenizerBase, locations: list[str], conversations: list[list[dict]]
+) -> TemplateError:
+    """The template's refusal of the first conversation of a batch it refuses, with its location."""
+    for location, messages in zip(locations, conversations, strict=True):
+        try:
+            assistant_answer_spans(tokenizer, messages)
+        except TemplateError as error:
+            return TemplateError(f"{location}: {error}")
+    raise AssertionError("a batch the template refused renders conversation by conversation")

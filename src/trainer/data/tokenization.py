@@ -31,10 +31,25 @@ class TokenizedExample:
 def tokenize_with_assistant_mask(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict], max_length: int
 ) -> TokenizedExample:
-    text, spans = assistant_answer_spans(tokenizer, messages)
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = encoding["input_ids"]
-    labels = assistant_labels(input_ids, encoding["offset_mapping"], spans)
+    return tokenize_conversations(tokenizer, [messages], max_length)[0]
+
+
+def tokenize_conversations(
+    tokenizer: PreTrainedTokenizerBase, conversations: list[list[dict]], max_length: int
+) -> list[TokenizedExample]:
+    """Each conversation rendered once, all of them tokenized in one call (a fast tokenizer
+    spreads a batch over its threads), labels from each one's answer spans."""
+    rendered = [assistant_answer_spans(tokenizer, messages) for messages in conversations]
+    encodings = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    return [
+        truncated_example(input_ids, assistant_labels(input_ids, offsets, spans), max_length)
+        for input_ids, offsets, (_, spans) in zip(
+            encodings["input_ids"], encodings["offset_mapping"], rendered, strict=True
+        )
+    ]
+
+
+def truncated_example(input_ids: list[int], labels: list[int], max_length: int) -> TokenizedExample:
     return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated=len(input_ids) > max_length)
 
 

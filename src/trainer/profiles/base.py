@@ -3,7 +3,6 @@ logits processors. A new profile is one module here, one line in the registry, o
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from typing import Any, ClassVar
 
@@ -30,10 +29,11 @@ class Profile:
         return text.replace("{date}", (today or date.today()).isoformat())
 
     def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
-        """The training example for raw `example`, the `index`-th of its data set."""
-        result = copy.deepcopy(example)
-        result["messages"] = with_system_prompt(result["messages"], system_prompt)
-        return result
+        """The training example for raw `example`, the `index`-th of its data set. `example` is
+        never changed; the result shares what it does not change with it (no profile mutates a
+        message in place: each builds new ones), as a deep copy of every conversation would cost
+        a third of tokenizing it."""
+        return {**example, "messages": with_system_prompt(example["messages"], system_prompt)}
 
     def build_logits_processors(self, tokenizer: PreTrainedTokenizerBase) -> LogitsProcessorList:
         return LogitsProcessorList()
