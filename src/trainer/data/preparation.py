@@ -318,21 +318,20 @@ def tokenize_batch(
         for index, text in zip(batch["index"], batch["example"], strict=True)
     ]
     try:
-        examples = tokenize_conversations(tokenizer, conversations, max_length)
+        tokenized = tokenize_conversations(tokenizer, conversations, max_length)
     except TemplateError:
         locations = [
             f"{Record(None, *place).location} (example {index})"
             for index, *place in zip(batch["index"], batch["source"], batch["line"], batch["unit"], strict=True)
         ]
         raise located_template_error(tokenizer, locations, conversations) from None
-    kept = [example.has_assistant_tokens for example in examples]
+    kept = tokenized.has_assistant_tokens.tolist()
+    input_ids = [ids if keep else ids[:0] for ids, keep in zip(tokenized.input_ids, kept, strict=True)]
     return {
-        "input_ids": [example.input_ids if keep else [] for example, keep in zip(examples, kept, strict=True)],
-        "attention_mask": [
-            [1] * len(example.input_ids) if keep else [] for example, keep in zip(examples, kept, strict=True)
-        ],
-        "labels": [example.labels if keep else [] for example, keep in zip(examples, kept, strict=True)],
-        "truncated": [example.truncated for example in examples],
+        "input_ids": input_ids,
+        "attention_mask": [numpy.ones(len(ids), dtype=numpy.int8) for ids in input_ids],
+        "labels": [labels if keep else labels[:0] for labels, keep in zip(tokenized.labels, kept, strict=True)],
+        "truncated": tokenized.truncated.tolist(),
         "kept": kept,
     }
 

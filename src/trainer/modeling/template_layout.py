@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
+
+# The compiler and argument cleaner apply_chat_template uses (transformers 5.x), so that a direct
+# render is the same render.
+from transformers.utils.chat_template_utils import _compile_jinja_template, _plain_template_data
 
 from trainer.errors import UserError
 
@@ -181,7 +186,47 @@ def fold_system_prompt(messages: list[dict], into: str) -> list[dict]:
 
 
 def raw_render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    """The template's rendering. A conversation of plain text messages (what records become) goes
+    straight to the compiled template, with what `apply_chat_template` would pass it: that call
+    first rebuilds every message, which for such messages changes nothing and costs several times
+    the render itself. Anything else is left to `apply_chat_template`."""
+    template = compiled_template(tokenizer)
+    if template is None or not all(plain_message(message) for message in messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    renderer, variables = template
+    return renderer.render(
+        messages=messages, tools=None, documents=None, add_generation_prompt=generation_prompt, **variables
+    )
+
+
+def plain_message(message: object) -> bool:
+    """A message `apply_chat_template` would pass to the template as it is: a role and a content,
+    both exact strings (it drops None values, aliases reasoning keys, rebuilds rich objects)."""
+    return (
+        type(message) is dict
+        and message.keys() == PLAIN_KEYS
+        and type(message["role"]) is str
+        and type(message["content"]) is str
+    )
+
+
+PLAIN_KEYS = {"role", "content"}
+
+
+_COMPILED: dict[tuple[str, tuple], tuple[Any, dict[str, Any]]] = {}
+
+
+def compiled_template(tokenizer: PreTrainedTokenizerBase) -> tuple[Any, dict[str, Any]] | None:
+    """The tokenizer's template compiled by transformers (once per template and special tokens),
+    and the special tokens it is rendered with; None for a tokenizer with several named templates."""
+    template = tokenizer.chat_template
+    if not isinstance(template, str):
+        return None
+    special_tokens = tokenizer.special_tokens_map
+    key = (template, tuple(sorted((name, str(value)) for name, value in special_tokens.items())))
+    if key not in _COMPILED:
+        _COMPILED[key] = (_compile_jinja_template(template), _plain_template_data(special_tokens))
+    return _COMPILED[key]
 
 
 def render_conversation(
@@ -261,6 +306,8 @@ def generation_prompt_heads(tokenizer: PreTrainedTokenizerBase, generation_promp
 def rendered_forms(content: str) -> list[str]:
     """How templates render a message's content: as given, trimmed (Llama 3, Gemma), or with the
     reasoning before `</think>` dropped (Qwen3, DeepSeek-R1 on earlier turns)."""
+    if "</think>" not in content and not content[:1].isspace() and not content[-1:].isspace():
+        return [content]  # what the forms below all come to, found without building them
     answer = content.split("</think>")[-1]
     forms = [content, content.strip(), answer, answer.lstrip("\n"), answer.strip()]
     return list(dict.fromkeys(forms))
@@ -268,6 +315,9 @@ def rendered_forms(content: str) -> list[str]:
 
 def earliest(text: str, candidates: list[str], cursor: int) -> tuple[int, int] | None:
     """The [start, end) of the candidate found first after `cursor`; at one place, the longest."""
+    if len(candidates) == 1:
+        position = text.find(candidates[0], cursor)
+        return (position, position + len(candidates[0])) if position >= 0 else None
     found = [(position, -len(candidate)) for candidate in candidates if (position := text.find(candidate, cursor)) >= 0]
     if not found:
         return None
