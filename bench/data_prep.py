@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -24,22 +25,27 @@ from bench.workload import SYSTEM_PROMPT, write_chats
 
 CONTENDERS = ("floor", "trainer")
 BATCH_SIZE = 256
+# Rounds per size, each running both contenders back to back (in alternating order): on a shared
+# machine the load drifts, so each round's pair is compared, not the runs of different rounds.
+ROUNDS = 3
 
 
 def run_data_benchmark(sizes: list[int], num_proc: int, workdir: Path) -> dict:
-    """Every contender on every size, sizes ascending; the ratios trainer / floor per size."""
-    results: dict[str, dict[str, dict]] = {str(size): {} for size in sizes}
+    """Every contender on every size, sizes ascending, in `ROUNDS` rounds; the ratios trainer /
+    floor per round and size."""
+    results: dict[str, dict[str, list[dict]]] = {str(size): {name: [] for name in CONTENDERS} for size in sizes}
     for size in sizes:
         chats = write_chats(workdir / f"chats-{size}.jsonl", size)
-        for name in CONTENDERS:
-            result = measure(name, chats, num_proc, workdir / f"{name}-{size}")
-            results[str(size)][name] = result
-            print(
-                f"{size:7d} chats {name:8} {result['seconds']:6.1f} s  {result['conversations_per_sec']:7,.0f} chats/s  "
-                f"{result['tokens_per_sec']:9,.0f} tokens/s  peak RSS {result['peak_rss_mb']:6,.0f} MB "
-                f"(largest worker {result['worker_peak_rss_mb']:,.0f} MB)",
-                flush=True,
-            )
+        for round_ in range(ROUNDS):
+            for name in CONTENDERS if round_ % 2 == 0 else reversed(CONTENDERS):
+                result = measure(name, chats, num_proc, workdir / f"{name}-{size}-{round_}")
+                results[str(size)][name].append(result)
+                print(
+                    f"{size:7d} chats {name:8} {result['seconds']:6.1f} s  {result['conversations_per_sec']:7,.0f} chats/s  "
+                    f"{result['conversations_per_cpu_sec']:7,.0f} chats/CPU-s  {result['tokens_per_sec']:9,.0f} tokens/s  "
+                    f"peak RSS {result['peak_rss_mb']:6,.0f} MB (largest worker {result['worker_peak_rss_mb']:,.0f} MB)",
+                    flush=True,
+                )
     return summarize(results, sizes, num_proc)
 
 
@@ -52,21 +58,25 @@ def measure(name: str, chats: Path, num_proc: int, workdir: Path) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def summarize(results: dict[str, dict[str, dict]], sizes: list[int], num_proc: int) -> dict:
+def summarize(results: dict[str, dict[str, list[dict]]], sizes: list[int], num_proc: int) -> dict:
     rows = [(f"{name}, {size:,} chats", describe(results[str(size)][name])) for size in sizes for name in CONTENDERS]
     targets = [
-        Target(f"trainer / floor chats/s, {size:,} chats", Spread.of([ratio(results[str(size)], "conversations_per_sec")]), 1.0)
+        Target(f"trainer / floor {label}, {size:,} chats", Spread.of(ratios(results[str(size)], measure)), 1.0)
         for size in sizes
+        for measure, label in (("conversations_per_sec", "chats/s"), ("conversations_per_cpu_sec", "chats per CPU-second"))
     ]  # fmt: skip
-    growth = results[str(sizes[-1])]["trainer"]["peak_rss_mb"] / results[str(sizes[0])]["trainer"]["peak_rss_mb"]
-    targets.append(Target(f"trainer peak RSS, {sizes[-1]:,} / {sizes[0]:,} chats", Spread.of([growth]), 1.2, at_least=False))  # fmt: skip
+    peaks = {size: statistics.median(run["peak_rss_mb"] for run in results[str(size)]["trainer"]) for size in sizes}
+    targets.append(Target(f"trainer peak RSS (median), {sizes[-1]:,} / {sizes[0]:,} chats", Spread.of([peaks[sizes[-1]] / peaks[sizes[0]]]), 1.2, at_least=False))  # fmt: skip
     print()
     for target in targets:
         print(target.show())
     header = (
         f"`python -m bench --data`, run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores "
         f"(load average {os.getloadavg()[0]:.1f} at the end: above the core count, the machine was shared), "
-        f"num_proc={num_proc}; one run per row. The chats of "
+        f"num_proc={num_proc}; {ROUNDS} rounds per size, each running both contenders back to back in "
+        "alternating order; ratios are per round (median, range), rows give median (range). chats per "
+        "CPU-second counts the user + system time of the contender and its workers, which other load on "
+        "the machine does not change. The chats of "
         "bench/workload.py (a system prompt and 1..10 arithmetic turns), the tiny byte-level BPE tokenizer, ChatML. "
         "floor: `datasets.load_dataset` + batched `map` rendering the template and tokenizing, no mask; trainer: "
         "the product's read, check, render once, mask, tokenize, save to its cache entry."
@@ -75,14 +85,21 @@ def summarize(results: dict[str, dict[str, dict]], sizes: list[int], num_proc: i
     return {"sizes": sizes, "num_proc": num_proc, "results": results, "targets": [target.to_dict() for target in targets], "markdown": markdown}  # fmt: skip
 
 
-def ratio(results: dict[str, dict], measure: str) -> float:
-    return results["trainer"][measure] / results["floor"][measure]
+def ratios(results: dict[str, list[dict]], measure: str) -> list[float]:
+    """trainer / floor for each round."""
+    return [
+        trainer[measure] / floor[measure] for trainer, floor in zip(results["trainer"], results["floor"], strict=True)
+    ]
 
 
-def describe(result: dict) -> str:
+def describe(runs: list[dict]) -> str:
+    def spread(measure: str) -> str:
+        return Spread.of([run[measure] for run in runs]).show()
+
     return (
-        f"{result['conversations_per_sec']:,.0f} chats/s, {result['tokens_per_sec']:,.0f} tokens/s, "
-        f"peak RSS {result['peak_rss_mb']:,.0f} MB (largest worker {result['worker_peak_rss_mb']:,.0f} MB)"
+        f"{spread('conversations_per_sec')} chats/s, {spread('conversations_per_cpu_sec')} chats per CPU-second, "
+        f"{spread('tokens_per_sec')} tokens/s, peak RSS {spread('peak_rss_mb')} MB "
+        f"(largest worker {spread('worker_peak_rss_mb')} MB)"
     )
 
 
@@ -133,10 +150,13 @@ def contender_main() -> None:
     peak_kb = int(
         next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")).split()[1]
     )
-    workers_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+    workers_kb = workers.ru_maxrss
     print(json.dumps({
         "conversations": conversations, "tokens": tokens, "seconds": seconds,
-        "conversations_per_sec": conversations / seconds, "tokens_per_sec": tokens / seconds,
+        "conversations_per_sec": conversations / seconds, "cpu_seconds": cpu_seconds,
+        "conversations_per_cpu_sec": conversations / cpu_seconds, "tokens_per_sec": tokens / seconds,
         "peak_rss_mb": peak_kb / 1024, "worker_peak_rss_mb": workers_kb / 1024,
     }))  # fmt: skip
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy
+from tokenizers import Encoding
 from transformers import PreTrainedTokenizerBase
 
 from trainer.modeling.template_layout import assistant_answer_spans
@@ -53,40 +54,64 @@ def tokenize_conversations(
     tokenizer: PreTrainedTokenizerBase, conversations: list[list[dict]], max_length: int
 ) -> TokenizedBatch:
     """Each conversation rendered once, all of them tokenized in one call (a fast tokenizer
-    spreads a batch over its threads), labels from each one's answer spans, computed for the whole
-    batch at once: its texts are laid end to end, so tokens and spans are in one text order."""
+    spreads a batch over its threads), labels from each one's answer spans. The tokens of a span
+    are found from its two ends (`token_range`): asking for every token's offsets would cost half
+    as much again as tokenizing."""
     rendered = [assistant_answer_spans(tokenizer, messages) for messages in conversations]
-    texts = [text for text, _ in rendered]
-    encodings = tokenizer(
-        texts,
+    encoded = tokenizer(
+        [text for text, _ in rendered],
         add_special_tokens=False,
-        return_offsets_mapping=True,
         return_attention_mask=False,
         return_token_type_ids=False,
     )
-    lengths = numpy.fromiter(map(len, encodings["input_ids"]), dtype=numpy.int64, count=len(texts))
+    lengths = numpy.fromiter(map(len, encoded["input_ids"]), dtype=numpy.int64, count=len(rendered))
     total = int(lengths.sum())
-    ids = numpy.fromiter(chain.from_iterable(encodings["input_ids"]), dtype=numpy.int32, count=total)
-    offsets = numpy.fromiter(
-        chain.from_iterable(chain.from_iterable(encodings["offset_mapping"])), dtype=numpy.int64, count=2 * total
-    ).reshape(total, 2)
-    text_starts = numpy.cumsum([0] + [len(text) for text in texts[:-1]], dtype=numpy.int64)
-    offsets += numpy.repeat(text_starts, lengths)[:, None]
-    spans = numpy.array(
-        [(start + base, end + base) for (_, found), base in zip(rendered, text_starts.tolist(), strict=True) for start, end in found],
-        dtype=numpy.int64,
-    ).reshape(-1, 2)  # fmt: skip
-    labels = numpy.where(inside_spans(offsets, spans), ids, IGNORE_INDEX).astype(numpy.int32)
+    ids = numpy.fromiter(chain.from_iterable(encoded["input_ids"]), dtype=numpy.int32, count=total)
     row_starts = numpy.cumsum(lengths) - lengths
-    rows = numpy.repeat(numpy.arange(len(texts)), lengths)
+    learned = numpy.zeros(total, dtype=bool)
+    for encoding, (_, spans), row_start in zip(encoded.encodings, rendered, row_starts.tolist(), strict=True):
+        row = learned[row_start : row_start + len(encoding)]
+        ranges = [token_range(encoding, start, end) for start, end in spans]
+        if None in ranges:  # a span end that no token covers: every token's offsets decide
+            row[:] = inside_spans(numpy.array(encoding.offsets, dtype=numpy.int64).reshape(-1, 2), numpy.array(spans, dtype=numpy.int64).reshape(-1, 2))  # fmt: skip
+            continue
+        for first, stop in ranges:
+            row[first:stop] = True
+    labels = numpy.where(learned, ids, IGNORE_INDEX).astype(numpy.int32)
+    rows = numpy.repeat(numpy.arange(len(rendered)), lengths)
     within = numpy.arange(total) - row_starts[rows] < max_length
-    learned = numpy.bincount(rows[within & (labels != IGNORE_INDEX)], minlength=len(texts)) > 0
     return TokenizedBatch(
         input_ids=cut_rows(ids, row_starts, lengths, max_length),
         labels=cut_rows(labels, row_starts, lengths, max_length),
         truncated=lengths > max_length,
-        has_assistant_tokens=learned,
+        has_assistant_tokens=numpy.bincount(rows[within & learned], minlength=len(rendered)) > 0,
     )
+
+
+def token_range(encoding: Encoding, start: int, end: int) -> tuple[int, int] | None:
+    """The [first, stop) tokens that `inside_spans` finds inside the span [start, end): those
+    starting at or after `start`, ending at or before `end` and starting before it (offsets are
+    in text order, so they are consecutive). Found from the tokens holding the span's first and
+    last characters, moved over neighbours (several byte tokens can hold one character); None
+    when no token holds one of them."""
+    if start >= end:
+        return 0, 0
+    first, last = encoding.char_to_token(start), encoding.char_to_token(end - 1)
+    if first is None or last is None:
+        return None
+    while first > 0 and encoding.token_to_chars(first - 1)[0] >= start:
+        first -= 1
+    while first <= last and encoding.token_to_chars(first)[0] < start:
+        first += 1
+    while last + 1 < len(encoding) and inside_end(encoding.token_to_chars(last + 1), end):
+        last += 1
+    while last >= first and not inside_end(encoding.token_to_chars(last), end):
+        last -= 1
+    return first, max(first, last + 1)
+
+
+def inside_end(offsets: tuple[int, int], end: int) -> bool:
+    return offsets[1] <= end and offsets[0] < end
 
 
 def inside_spans(offsets: numpy.ndarray, spans: numpy.ndarray) -> numpy.ndarray:
