@@ -75,8 +75,8 @@ def summarize(results: dict[str, dict[str, list[dict]]], sizes: list[int], num_p
         f"(load average {os.getloadavg()[0]:.1f} at the end: above the core count, the machine was shared), "
         f"num_proc={num_proc}; {ROUNDS} rounds per size, each running both contenders back to back in "
         "alternating order; ratios are per round (median, range), rows give median (range). chats per "
-        "CPU-second counts the user + system time of the contender and its workers, which other load on "
-        "the machine does not change. The chats of "
+        "CPU-second counts the user + system time of the contender and its workers over the same span as "
+        "the wall time (not the interpreter's start), which other load on the machine does not change. The chats of "
         "bench/workload.py (a system prompt and 1..10 arithmetic turns), the tiny byte-level BPE tokenizer, ChatML. "
         "floor: `datasets.load_dataset` + batched `map` rendering the template and tokenizing, no mask; trainer: "
         "the product's read, check, render once, mask, tokenize, save to its cache entry."
@@ -143,15 +143,16 @@ def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
 def contender_main() -> None:
     name, chats, num_proc, workdir = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     workdir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     conversations, tokens = (run_floor if name == "floor" else run_trainer)(chats, num_proc, workdir)
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would report the benchmark's own peak.
     peak_kb = int(
         next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM")).split()[1]
     )
-    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_seconds = own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+    # From `started`, as the wall time: the interpreter's start is left out.
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = time.process_time() - cpu_started + workers.ru_utime + workers.ru_stime
     workers_kb = workers.ru_maxrss
     print(json.dumps({
         "conversations": conversations, "tokens": tokens, "seconds": seconds,

@@ -284,7 +284,7 @@ def locate_answers(
         answer = earliest(text, [form + layout.end_of_turn for form in rendered_forms(message["content"])], start)
         # Between the header and the answer only what the template inserts (Qwen3's empty think
         # block), never another turn's end.
-        if answer is None or layout.end_of_turn in text[start : answer[0]]:
+        if answer is None or text.find(layout.end_of_turn, start, answer[0]) >= 0:
             raise TemplateError(
                 f"{layout.name} renders assistant answer {len(spans) + 1} so that it cannot be located "
                 f"before its end-of-turn {layout.end_of_turn!r}; {CHANGE_TEMPLATE}"
