@@ -17,8 +17,12 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 # The compiler and argument cleaner apply_chat_template uses (transformers 5.x), so that a direct
-# render is the same render.
-from transformers.utils.chat_template_utils import _compile_jinja_template, _plain_template_data
+# render is the same render. They are private: a release without them renders every conversation
+# through apply_chat_template (slower, same text).
+try:
+    from transformers.utils.chat_template_utils import _compile_jinja_template, _plain_template_data
+except ImportError:
+    _compile_jinja_template = _plain_template_data = None
 
 from trainer.errors import UserError
 
@@ -220,7 +224,7 @@ def compiled_template(tokenizer: PreTrainedTokenizerBase) -> tuple[Any, dict[str
     """The tokenizer's template compiled by transformers (once per template and special tokens),
     and the special tokens it is rendered with; None for a tokenizer with several named templates."""
     template = tokenizer.chat_template
-    if not isinstance(template, str):
+    if not isinstance(template, str) or _compile_jinja_template is None:
         return None
     special_tokens = tokenizer.special_tokens_map
     key = (template, tuple(sorted((name, str(value)) for name, value in special_tokens.items())))
