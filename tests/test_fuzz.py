@@ -17,9 +17,8 @@ from trainer.__main__ import config_dir
 from trainer.cli_errors import user_error_message
 from trainer.config import ProfileConfig, TrainerConfig, register_schema, to_trainer_config
 from trainer.data.cache import cache_key
-from trainer.data.loading import DataError
 from trainer.data.preparation import checked_records
-from trainer.errors import ConfigError, UserError
+from trainer.errors import ConfigError, DataError, UserError
 from trainer.profiles import PROFILES, build_profile
 from trainer.validation import settings as config_settings
 from trainer.validation import validate_config

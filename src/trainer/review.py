@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainer.errors import NothingToReview
 from trainer.result import EXIT_USER_ERROR
 
 HOST = "127.0.0.1"
@@ -30,10 +31,6 @@ DASHBOARDS = {
     "#text": "each run's config and its previews per step",
 }
 STOP_TIMEOUT_SEC = 10
-
-
-class NothingToReview(Exception):
-    """PATH holds no TensorBoard event files."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from trainer.monitoring.status import FINISHED, STALE, NotARunError, RunStatus, StatusReader
+from trainer.errors import NotARunError
+from trainer.monitoring.status import FINISHED, STALE, RunStatus, StatusReader
 from trainer.result import EXIT_USER_ERROR
 
 CLEAR_SCREEN = "\033[H\033[2J"
