@@ -32,7 +32,7 @@ from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_cou
 from bench.report import Spread, Target, per_round_ratios, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
-from trainer.config import ModelConfig, TrainerConfig
+from trainer.config.schema import ModelConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.modeling.tiny import tiny_model_dir

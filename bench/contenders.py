@@ -21,7 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from trainer.config import RunConfig, TrainerConfig
+from trainer.config.schema import RunConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.engine import TrainerEngine

@@ -8,9 +8,10 @@ from dataclasses import fields, replace
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from trainer.config import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig, to_trainer_config
+from trainer.config.load import to_trainer_config
+from trainer.config.schema import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
-from trainer.validation import validate_config
 
 
 def test_default_composition_is_a_typed_trainer_config(make_config):

@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 
 from trainer.__main__ import config_dir
 from trainer.cli_errors import user_error_message
-from trainer.config import ProfileConfig, TrainerConfig, register_schema, to_trainer_config
+from trainer.config.load import register_schema, to_trainer_config
+from trainer.config.schema import ProfileConfig, TrainerConfig
+from trainer.config.validate import settings as config_settings
+from trainer.config.validate import validate_config
 from trainer.data.cache import cache_key
 from trainer.data.preparation import checked_records
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.profiles import PROFILES, build_profile
-from trainer.validation import settings as config_settings
-from trainer.validation import validate_config
 
 
 def budgets(ci: int, long: int) -> list:

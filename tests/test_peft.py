@@ -10,7 +10,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from trainer.config import TrainerConfig, to_trainer_config
+from trainer.config.load import to_trainer_config
+from trainer.config.schema import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_merged_model

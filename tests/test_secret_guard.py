@@ -9,10 +9,10 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.result import EXIT_USER_ERROR
 from trainer.secret_guard import refuse_secrets, token_env_problems
-from trainer.validation import validate_config
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 

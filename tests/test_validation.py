@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.precision import precision_warning
-from trainer.validation import validate_config
 
 NO_CUDA = not torch.cuda.is_available()
 

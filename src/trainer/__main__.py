@@ -14,7 +14,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainer.cli_errors import exit_on_error, hydra_errors_raised
-from trainer.config import TrainerConfig, register_schema, to_trainer_config
+from trainer.config.load import register_schema, to_trainer_config
+from trainer.config.schema import TrainerConfig
 from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
 from trainer.errors import ConfigError
 from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult

@@ -18,7 +18,8 @@ from accelerate import PartialState
 from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
+from trainer.config.validate import validate_config
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
@@ -40,7 +41,6 @@ from trainer.profiles import build_profile
 from trainer.result import INTERRUPTED, TrainingResult
 from trainer.run_dir import RunDirectory, checkpoint_step, write_json_atomic
 from trainer.training import batch_summary, build_hf_trainer
-from trainer.validation import validate_config
 
 log = logging.getLogger(__name__)
 

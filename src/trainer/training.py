@@ -18,7 +18,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler

@@ -12,7 +12,7 @@ import pyarrow.parquet
 import pytest
 from datasets import Dataset
 
-from trainer.config import DataConfig, ProfileConfig
+from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.loading import parse_json_line, value_problem
 from trainer.data.preparation import checked_records, load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from trainer.config import TinyModelConfig
+from trainer.config.schema import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.precision import plan_precision
 from trainer.run_dir import RunDirectory
 from trainer.training import build_training_arguments
-from trainer.validation import validate_config
 
 
 def training_arguments(config, tmp_path, monkeypatch):

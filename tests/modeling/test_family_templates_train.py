@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.template_families import FAMILIES, family_tokenizer
-from trainer.config import TinyModelConfig
+from trainer.config.schema import TinyModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.chat_template import CHATML_TEMPLATE
 from trainer.modeling.tiny import build_model

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from trainer.__main__ import config_dir
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.modeling.adapters import LORA_TARGET_MODULES
-from trainer.validation import validate_config
 
 MODEL_OPTIONS = sorted(path.stem for path in (Path(config_dir()) / "model").glob("*.yaml"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
 from trainer.errors import UserError
 from trainer.modeling.loading import load_tokenizer, model_directory_problems
 from trainer.modeling.tiny import tiny_model_dir

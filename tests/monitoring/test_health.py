@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainer.config import MonitoringConfig
+from trainer.config.schema import MonitoringConfig
 from trainer.monitoring.health import (
     ThroughputMeter,
     loss_noise_alert,

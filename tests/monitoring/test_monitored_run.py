@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 import trainer.engine
 from tests.conftest import FAST_RUN
-from trainer.config import to_trainer_config
+from trainer.config.load import to_trainer_config
 from trainer.engine import TrainerEngine
 from trainer.monitoring.hparams import run_hparams
 from trainer.monitoring.status import Alert, StatusReader

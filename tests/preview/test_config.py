@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.test_validation import problems_of
-from trainer.config import RemotePreviewConfig
+from trainer.config.schema import RemotePreviewConfig
+from trainer.config.validate import validate_config
 from trainer.errors import UserError
 from trainer.preview.remote import read_token
-from trainer.validation import validate_config
 
 
 @pytest.mark.parametrize("backend", ["none", "local", "remote"])

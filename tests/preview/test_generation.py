@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.preview.generation import generate_answer
 

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.preview.test_local import PREVIEW_RUN, read_previews
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.tiny import tiny_model_dir
 

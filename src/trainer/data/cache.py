@@ -22,7 +22,7 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 
-from trainer.config import DataConfig
+from trainer.config.schema import DataConfig
 from trainer.run_dir import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.distributed.run_dir import hydra_override
 from trainer.errors import ConfigError
 from trainer.result import TrainingResult
@@ -40,7 +40,7 @@ def torchrun_command(config: TrainerConfig, overrides: list[str], config_name: s
 
 def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name: str) -> TrainingResult:
     """Run the job in `nproc_per_node` processes and return the result its rank 0 wrote."""
-    from trainer.validation import validate_config
+    from trainer.config.validate import validate_config
 
     run_dir = RunDirectory(Path(config.run.output_dir))
     try:

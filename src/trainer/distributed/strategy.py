@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from trainer.config import DistributedConfig
+from trainer.config.schema import DistributedConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import PreTrainedModel
 
-from trainer.config import ModelConfig, PeftConfig
+from trainer.config.schema import ModelConfig, PeftConfig
 from trainer.modeling.loading import load_model_and_tokenizer
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from collections import deque
 
 from transformers import TrainerCallback
 
-from trainer.config import MonitoringConfig
+from trainer.config.schema import MonitoringConfig
 from trainer.monitoring.health import (
     ThroughputMeter,
     loss_noise_alert,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from transformers import PreTrainedTokenizerBase
 
-from trainer.config import PreviewConfig, TrainerConfig
+from trainer.config.schema import PreviewConfig, TrainerConfig
 from trainer.data.preparation import RecordSplit
 from trainer.preview.base import PreviewBackend
 from trainer.preview.callback import PreviewCallback
@@ -64,7 +64,7 @@ def read_preview_token(config: PreviewConfig, environ: Mapping[str, str]) -> str
 
 def preview_problems(config: PreviewConfig) -> list[str]:
     """What is wrong with the preview section, one message per problem (the backend's name is
-    checked with the other choices, in trainer.validation)."""
+    checked with the other choices, in trainer.config.validate)."""
     problems = []
     for key, value in {
         "every_steps": config.every_steps,

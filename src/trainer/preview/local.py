@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
-from trainer.config import PreviewConfig
+from trainer.config.schema import PreviewConfig
 from trainer.preview.base import PreviewRequest, PreviewResult
 from trainer.preview.generation import generate_answer
 

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from trainer.config import PreviewConfig, RemotePreviewConfig
+from trainer.config.schema import PreviewConfig, RemotePreviewConfig
 from trainer.errors import UserError
 from trainer.preview.base import PreviewPrompt, PreviewRequest, PreviewResult
 

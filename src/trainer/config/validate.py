@@ -17,7 +17,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
 from trainer.distributed.strategy import distributed_problems
 from trainer.errors import ConfigError
