@@ -22,6 +22,7 @@ from trainer.config.validate import validate_config
 from trainer.data.cache import cache_key
 from trainer.data.preparation import checked_records
 from trainer.errors import ConfigError, DataError, UserError
+from trainer.facts import gather_facts
 from trainer.profiles import PROFILES, build_profile
 
 
@@ -174,7 +175,7 @@ def test_random_overrides_compose_validate_or_give_one_user_error(examples, hydr
         # What `python -m trainer ARGS` does before a model loads: compose, convert, validate.
         try:
             config = to_trainer_config(hydra_compose("train", [f"run.output_dir={tmp_path}", *arguments]))
-            validate_config(config)
+            validate_config(config, gather_facts())
         except ConfigError:
             return
         except Exception as error:

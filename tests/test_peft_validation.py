@@ -7,6 +7,7 @@ import torch
 
 from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
+from trainer.facts import gather_facts
 from trainer.result import EXIT_USER_ERROR
 
 NO_CUDA = not torch.cuda.is_available()
@@ -14,13 +15,13 @@ NO_CUDA = not torch.cuda.is_available()
 
 def problems_of(config) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        validate_config(config)
+        validate_config(config, gather_facts())
     return caught.value.problems
 
 
 @pytest.mark.parametrize("option", ["none", "lora"])
 def test_none_and_lora_are_valid_everywhere(make_config, option):
-    validate_config(make_config(f"peft={option}"))
+    validate_config(make_config(f"peft={option}"), gather_facts())
 
 
 def test_bad_lora_settings_are_all_reported(make_config):

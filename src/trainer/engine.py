@@ -25,6 +25,7 @@ from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError, first_line
+from trainer.facts import gather_facts
 from trainer.interruption import StopRequest, graceful_stop
 from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
@@ -137,7 +138,7 @@ class TrainerEngine:
         stop: StopRequest,
         checkpoint: str | None,
     ) -> TrainingResult:
-        validate_config(config)
+        validate_config(config, gather_facts())
         preview_token = read_preview_token(config.preview, self.environ)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",

@@ -14,6 +14,27 @@ from omegaconf import MISSING
 
 SCHEMA_NAME = "trainer_schema"
 
+# The values each choice knob accepts (checked by trainer.config.validate). Choices that follow an
+# installed library (optimizers, schedulers, attention kernels) or a registry of classes (profiles,
+# tiny architectures) are not listed here: they reach validation as `Facts`.
+MODEL_SOURCES = ("tiny", "pretrained")
+CHAT_TEMPLATE_MODES = ("auto", "chatml", "tokenizer")
+BAD_RECORD_POLICIES = ("error", "skip")
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
+SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
+PRECISIONS = ("fp32", "bf16", "fp16")
+PREVIEW_BACKENDS = ("none", "local", "remote")
+REMOTE_PROTOCOLS = ("openai", "generate")
+PEFT_METHODS = ("none", "lora", "qlora")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
+SWEEP_MODES = ("min", "max")
+STRATEGIES = ("ddp", "fsdp")
+DISTRIBUTED_BACKENDS = ("nccl", "gloo")
+STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+# The fewest logged losses a trend or a noise figure is computed from (monitoring.loss_window's floor).
+MIN_TREND_POINTS = 3
+
 
 @dataclass
 class TinyModelConfig:

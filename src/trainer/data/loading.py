@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer.config.schema import SUPPORTED_FORMATS
 from trainer.errors import DataError, first_line
 
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
-SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
 SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
 # Chat records nest a few levels (record > messages > message > content parts); far deeper is
 # a broken or hostile file, and recursive code later on (copies, templates) would overflow.

@@ -41,11 +41,12 @@ def torchrun_command(config: TrainerConfig, overrides: list[str], config_name: s
 def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name: str) -> TrainingResult:
     """Run the job in `nproc_per_node` processes and return the result its rank 0 wrote."""
     from trainer.config.validate import validate_config
+    from trainer.facts import gather_facts
 
     run_dir = RunDirectory(Path(config.run.output_dir))
     try:
         # Here, once: a config mistake is one line, not one per rank plus torchrun's own report.
-        validate_config(config)
+        validate_config(config, gather_facts())
     except ConfigError as error:
         log.error("%s", error)
         return record(

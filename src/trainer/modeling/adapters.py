@@ -17,7 +17,6 @@ from trainer.modeling.loading import load_model_and_tokenizer
 
 log = logging.getLogger(__name__)
 
-PEFT_METHODS = ("none", "lora", "qlora")
 # Every attention and MLP projection: adapting them all beats attention-only LoRA (QLoRA paper).
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_TARGET_MODULES = {"qwen3": PROJECTIONS, "llama": PROJECTIONS}

@@ -29,7 +29,6 @@ from trainer.preview.base import PreviewPrompt, PreviewRequest, PreviewResult
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("openai", "generate")
 # The model name that asks trainer.serve for the model it was started with.
 DEFAULT_MODEL_NAME = "default"
 RETRY_BACKOFF_SEC = 0.5
