@@ -112,6 +112,10 @@ class PrecisionConfig:
     name: str = "fp32"
 
 
+# The model name that asks trainer.serve for the model it was started with.
+DEFAULT_MODEL_NAME = "default"
+
+
 @dataclass
 class RemotePreviewConfig:
     # The inference server's base URL (trainer.serve, vLLM, llama.cpp server, TGI, ...).
