@@ -36,7 +36,7 @@ from trainer.config.schema import ModelConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.modeling.tiny import tiny_model_dir
-from trainer.run_dir import write_json_atomic, write_text_atomic
+from trainer.run.files import write_json_atomic, write_text_atomic
 
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "RESULTS.md"

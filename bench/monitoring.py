@@ -26,10 +26,10 @@ from trainer.config.schema import RunConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
 
 

@@ -8,7 +8,7 @@ import torch
 from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 NO_CUDA = not torch.cuda.is_available()
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from trainer.config.validate import token_env_problems, validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.secret_guard import refuse_secrets
 
 SECRET = "sk-live-9f8e7d6c5b4a"

@@ -5,18 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import problems_of
 from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
 from trainer.precision import precision_warning
 
 NO_CUDA = not torch.cuda.is_available()
-
-
-def problems_of(config) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        validate_config(config, gather_facts())
-    return caught.value.problems
 
 
 def test_the_default_config_is_valid(make_config):

@@ -35,12 +35,13 @@ from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.memory import peak_memory
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
-from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
-from trainer.result import INTERRUPTED, TrainingResult
-from trainer.run_dir import RunDirectory, checkpoint_step, write_json_atomic
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory, checkpoint_step
+from trainer.run.outcome import INTERRUPTED, TrainingResult
+from trainer.run.status import StatusWriter
 from trainer.training import batch_summary, build_hf_trainer
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trainer.errors import NothingToReview
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 HOST = "127.0.0.1"
 EVENT_FILES = "events.out.tfevents.*"

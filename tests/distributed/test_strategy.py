@@ -9,7 +9,7 @@ from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 from trainer.training import build_training_arguments
 
 

@@ -13,7 +13,7 @@ from trainer.config.validate import model_directory_problems
 from trainer.errors import UserError
 from trainer.modeling.loading import load_tokenizer
 from trainer.modeling.tiny import tiny_model_dir
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 
 @pytest.fixture

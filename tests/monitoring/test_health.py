@@ -15,7 +15,7 @@ from trainer.monitoring.health import (
     train_val_gap_alert,
 )
 from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.status import StatusReader, StatusWriter
+from trainer.run.status import StatusReader, StatusWriter
 
 
 @pytest.mark.parametrize(

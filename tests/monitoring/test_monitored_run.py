@@ -15,12 +15,12 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from transformers import TrainerCallback
 
 import trainer.engine
-from tests.conftest import FAST_RUN
+from tests.helpers import FAST_RUN
 from trainer.config.load import to_trainer_config
 from trainer.engine import TrainerEngine
 from trainer.monitoring.hparams import run_hparams
-from trainer.monitoring.status import Alert, StatusReader
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import Alert, StatusReader
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from trainer.errors import NotARunError, UserError
-from trainer.monitoring.status import Alert, RunStatus, StatusReader, StatusWriter
+from trainer.run.status import Alert, RunStatus, StatusReader, StatusWriter
 
 
 def read_file(path) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_validation import problems_of
+from tests.helpers import problems_of
 from trainer.config.schema import RemotePreviewConfig
 from trainer.config.validate import validate_config
 from trainer.errors import UserError

@@ -12,28 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_RUN
-from tests.resume.test_run_integrity import file_hashes
-from trainer.result import EXIT_INTERRUPTED
-from trainer.run_dir import RunDirectory
+from tests.helpers import file_hashes, run_sweep, sweep_command
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow
-
-QUICK_JOB = [*FAST_RUN, "train.max_steps=6"]
-
-
-def sweep_command(sweep_dir: Path, model_cache: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable, "-m", "trainer", "--multirun", *QUICK_JOB, *overrides,
-        f"model.cache_dir={model_cache}", f"hydra.sweep.dir={sweep_dir}",
-    ]  # fmt: skip
-
-
-def run_sweep(sweep_dir: Path, model_cache: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        sweep_command(sweep_dir, model_cache, *overrides),
-        cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def resume_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:

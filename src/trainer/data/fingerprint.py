@@ -12,7 +12,7 @@ from typing import Any
 from trainer.config.schema import DataConfig
 from trainer.data.loading import resolve_data_path
 from trainer.errors import UserError
-from trainer.run_dir import write_json_atomic
+from trainer.run.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from trainer.config.schema import TrainerConfig
-from trainer.distributed.run_dir import hydra_override
 from trainer.errors import ConfigError
-from trainer.result import TrainingResult
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import TrainingResult
+from trainer.run.rendezvous import hydra_override
 
 log = logging.getLogger(__name__)
 

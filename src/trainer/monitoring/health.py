@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy
 
 from trainer.config.schema import MIN_TREND_POINTS
-from trainer.monitoring.status import Alert
+from trainer.run.status import Alert
 
 # Below this relative change of the loss across the window, the loss counts as stable.
 STABLE_TOLERANCE = 0.02

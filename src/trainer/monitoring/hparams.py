@@ -15,8 +15,8 @@ from torch.utils.tensorboard import SummaryWriter
 from trainer.config.schema import TrainerConfig
 from trainer.overrides import distinguishing_overrides, override_key, session_name
 from trainer.profiles import PROFILES
-from trainer.result import TrainingResult
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import TrainingResult
 
 HParamValue = str | int | float | bool
 

@@ -16,7 +16,7 @@ from trainer.monitoring.health import (
     throughput_drop_alert,
     train_val_gap_alert,
 )
-from trainer.monitoring.status import Alert, StatusWriter
+from trainer.run.status import Alert, StatusWriter
 
 log = logging.getLogger(__name__)
 

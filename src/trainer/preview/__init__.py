@@ -17,7 +17,7 @@ from trainer.preview.prompts import select_prompts
 from trainer.preview.recording import PreviewLog, PreviewTensorBoardText
 from trainer.preview.remote import RemotePreviewBackend, read_token
 from trainer.profiles.base import Profile
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 
 
 def build_preview_backend(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.errors import NotARunError
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory
 
 if TYPE_CHECKING:
     from trainer.preview.base import PreviewResult
