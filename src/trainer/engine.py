@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
@@ -52,10 +52,12 @@ class RunInterrupted(Exception):
 
 
 class TrainerEngine:
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> None:
         # Secrets (the remote preview's token) come from here, never from the config or os.environ:
         # the entrypoint passes its environment, a Python caller what it chooses.
         self.environ = environ or {}
+        # Added after trainer's own callbacks (a Python caller's, a test's), before previews and stop.
+        self.callbacks = tuple(callbacks)
 
     def run_job(self, config: TrainerConfig) -> TrainingResult:
         """Run one training job; every outcome, failures included, is returned and (once the run
@@ -184,6 +186,8 @@ class TrainerEngine:
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+        for callback in self.callbacks:
+            trainer.add_callback(callback)
         previews = build_preview_callback(
             config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
         )
