@@ -32,11 +32,11 @@ from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_cou
 from bench.report import Spread, Target, per_round_ratios, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
-from trainer.config import ModelConfig, TrainerConfig
+from trainer.config.schema import ModelConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.modeling.tiny import tiny_model_dir
-from trainer.run_dir import write_json_atomic, write_text_atomic
+from trainer.run.files import write_json_atomic, write_text_atomic
 
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "RESULTS.md"

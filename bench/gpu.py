@@ -36,14 +36,14 @@ from transformers import (
 
 from bench.limits import model_gflops, parameter_count
 from bench.report import Spread, Target, results_markdown
-from trainer.config import DataConfig, PrecisionConfig, RunConfig, TrainConfig, TrainerConfig
+from trainer.config.schema import DataConfig, PrecisionConfig, RunConfig, TrainConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.packed_attention import sdpa_per_example, varlen_attention
 from trainer.modeling.tiny import build_tokenizer
-from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
 
 SEQUENCE_LENGTH = 2048

@@ -22,14 +22,14 @@ from transformers import Trainer, TrainerCallback, set_seed
 
 from bench.report import Spread, per_round_ratios
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
-from trainer.config import RunConfig, TrainerConfig
+from trainer.config.schema import RunConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.data.packing import packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX

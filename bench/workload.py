@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainer.config import DataConfig, ModelConfig, RunConfig, TinyModelConfig, TrainConfig, TrainerConfig
+from trainer.config.schema import DataConfig, ModelConfig, RunConfig, TinyModelConfig, TrainConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData, load_record_split, tokenize_split
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.precision import plan_precision

@@ -13,10 +13,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from trainer.__main__ import config_dir
-from trainer.config import TrainerConfig, register_schema, to_trainer_config
-
-# Small enough for a few seconds on 2 CPU cores, large enough for the loss to fall visibly.
-FAST_RUN = ["train.max_steps=12", "train.logging_steps=2", "train.eval_steps=6", "train.save_steps=6"]
+from trainer.config.load import register_schema, to_trainer_config
+from trainer.config.schema import TrainerConfig
 
 
 @pytest.fixture(scope="session")

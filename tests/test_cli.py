@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 
 @pytest.mark.parametrize("flag", ["--help", "--cfg job"])

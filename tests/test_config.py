@@ -8,9 +8,11 @@ from dataclasses import fields, replace
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from trainer.config import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig, to_trainer_config
+from trainer.config.load import to_trainer_config
+from trainer.config.schema import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
-from trainer.validation import validate_config
+from trainer.facts import gather_facts
 
 
 def test_default_composition_is_a_typed_trainer_config(make_config):
@@ -78,4 +80,4 @@ def test_keys_added_with_plus_are_config_errors_naming_what_is_allowed(compose_d
 def test_sweep_presets_compose_and_validate(compose_dictconfig, preset, node, target, tmp_path):
     hydra = compose_dictconfig([preset], return_hydra_config=True).hydra
     assert hydra[node]._target_ == target
-    validate_config(to_trainer_config(compose_dictconfig([preset, f"run.output_dir={tmp_path}"])))
+    validate_config(to_trainer_config(compose_dictconfig([preset, f"run.output_dir={tmp_path}"])), gather_facts())

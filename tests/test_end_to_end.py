@@ -10,8 +10,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.conftest import FAST_RUN
-from trainer.run_dir import RunDirectory
+from tests.helpers import FAST_RUN
+from trainer.run.layout import RunDirectory
 
 pytestmark = pytest.mark.slow
 

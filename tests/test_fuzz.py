@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 
 from trainer.__main__ import config_dir
 from trainer.cli_errors import user_error_message
-from trainer.config import ProfileConfig, TrainerConfig, register_schema, to_trainer_config
+from trainer.config.load import register_schema, to_trainer_config
+from trainer.config.schema import ProfileConfig, TrainerConfig
+from trainer.config.validate import settings as config_settings
+from trainer.config.validate import validate_config
 from trainer.data.cache import cache_key
-from trainer.data.loading import DataError
 from trainer.data.preparation import checked_records
-from trainer.errors import ConfigError, UserError
+from trainer.errors import ConfigError, DataError, UserError
+from trainer.facts import gather_facts
 from trainer.profiles import PROFILES, build_profile
-from trainer.validation import settings as config_settings
-from trainer.validation import validate_config
 
 
 def budgets(ci: int, long: int) -> list:
@@ -174,7 +175,7 @@ def test_random_overrides_compose_validate_or_give_one_user_error(examples, hydr
         # What `python -m trainer ARGS` does before a model loads: compose, convert, validate.
         try:
             config = to_trainer_config(hydra_compose("train", [f"run.output_dir={tmp_path}", *arguments]))
-            validate_config(config)
+            validate_config(config, gather_facts())
         except ConfigError:
             return
         except Exception as error:

@@ -26,7 +26,7 @@ def test_peak_memory_does_not_grow_job_after_job(model_cache, tmp_path):
         f"""
         import resource
         from dataclasses import replace
-        from trainer.config import TrainerConfig
+        from trainer.config.schema import TrainerConfig
         from trainer.engine import TrainerEngine
 
         base = TrainerConfig()

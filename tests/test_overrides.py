@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from trainer.overrides import distinguishing_overrides, session_name, tensorboard_run_name
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 
 
 def hydra_run(run_dir: Path, overrides: list[str], sweeper_params: dict | None = None) -> Path:

@@ -10,15 +10,16 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from trainer.config import TrainerConfig, to_trainer_config
+from trainer.config.load import to_trainer_config
+from trainer.config.schema import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer, model_location
-from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision
 from trainer.profiles import build_profile
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
 
 # A few small steps: enough for every adapter weight to move.

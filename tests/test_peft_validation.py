@@ -5,22 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
-from trainer.result import EXIT_USER_ERROR
-from trainer.validation import validate_config
+from trainer.facts import gather_facts
+from trainer.run.outcome import EXIT_USER_ERROR
 
 NO_CUDA = not torch.cuda.is_available()
 
 
 def problems_of(config) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        validate_config(config)
+        validate_config(config, gather_facts())
     return caught.value.problems
 
 
 @pytest.mark.parametrize("option", ["none", "lora"])
 def test_none_and_lora_are_valid_everywhere(make_config, option):
-    validate_config(make_config(f"peft={option}"))
+    validate_config(make_config(f"peft={option}"), gather_facts())
 
 
 def test_bad_lora_settings_are_all_reported(make_config):

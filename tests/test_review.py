@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 SWEEP = ["profile=plain,emoji_think", "train.learning_rate=1e-3,3e-3"]
 QUICK_JOB = ["train.max_steps=4", "train.logging_steps=2", "train.eval_steps=2", "train.save_steps=4"]

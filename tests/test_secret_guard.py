@@ -9,10 +9,11 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from trainer.config.validate import token_env_problems, validate_config
 from trainer.errors import ConfigError
-from trainer.result import EXIT_USER_ERROR
-from trainer.secret_guard import refuse_secrets, token_env_problems
-from trainer.validation import validate_config
+from trainer.facts import gather_facts
+from trainer.run.outcome import EXIT_USER_ERROR
+from trainer.secret_guard import refuse_secrets
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 
@@ -33,7 +34,7 @@ def test_anything_else_is_refused_without_repeating_it(value):
 
 def test_validation_refuses_it_for_runs_started_from_python(make_config):
     with pytest.raises(ConfigError) as caught:
-        validate_config(make_config(f"preview.remote.token_env={SECRET}"))
+        validate_config(make_config(f"preview.remote.token_env={SECRET}"), gather_facts())
     assert SECRET not in str(caught.value)
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from trainer import status as status_command
 from trainer.__main__ import main as trainer_main
-from trainer.monitoring.status import Alert, StatusWriter
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
+from trainer.run.status import Alert, StatusWriter
 
 
 def write_status(run_dir: Path, **fields) -> None:
@@ -101,7 +101,7 @@ def test_watch_ends_on_a_run_whose_process_was_killed_and_calls_it_stale(tmp_pat
     # A "run" that writes status.json as training, then dies by SIGKILL without a word.
     killed_run = (
         "import os, signal, sys\nfrom pathlib import Path\n"
-        "from trainer.monitoring.status import StatusWriter\n"
+        "from trainer.run.status import StatusWriter\n"
         "StatusWriter(Path(sys.argv[1]), interval_sec=2).mark_training(current_step=5, total_steps=40)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.result import EXIT_CRASHED, EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_CRASHED, EXIT_USER_ERROR
 
 
 def trainer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers import problems_of
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
+from trainer.facts import gather_facts
 from trainer.precision import precision_warning
-from trainer.validation import validate_config
 
 NO_CUDA = not torch.cuda.is_available()
 
 
-def problems_of(config) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        validate_config(config)
-    return caught.value.problems
-
-
 def test_the_default_config_is_valid(make_config):
-    validate_config(make_config())
+    validate_config(make_config(), gather_facts())
 
 
 def test_every_problem_is_reported_in_one_error(make_config, tmp_path):
@@ -50,7 +46,7 @@ def test_pretrained_model_needs_an_existing_local_path(make_config, tmp_path):
 
 
 def test_a_hub_id_is_accepted_for_users_who_are_online(make_config):
-    validate_config(make_config("model=qwen3-0.6b"))
+    validate_config(make_config("model=qwen3-0.6b"), gather_facts())
 
 
 def test_unsupported_data_format_is_named(make_config, tmp_path):
@@ -71,7 +67,7 @@ def test_fp16_without_cuda_is_refused(make_config):
 
 @pytest.mark.skipif(not NO_CUDA or torch.cpu._is_amx_tile_supported(), reason="needs a CPU without AMX")
 def test_bf16_on_a_cpu_without_amx_is_allowed_with_a_warning(make_config):
-    validate_config(make_config("precision=bf16"))
+    validate_config(make_config("precision=bf16"), gather_facts())
     assert "emulated" in precision_warning("bf16")
     assert precision_warning("fp32") is None
 
@@ -91,7 +87,7 @@ def test_data_num_proc_is_positive_or_null(make_config):
     assert problems_of(make_config("data.num_proc=0")) == [
         "data.num_proc must be >= 1, or null for the CPU cores available (got 0)"
     ]
-    validate_config(make_config("data.num_proc=3"))
+    validate_config(make_config("data.num_proc=3"), gather_facts())
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
@@ -109,7 +105,7 @@ def test_max_steps_is_positive_or_minus_one(make_config, steps):
 
 
 def test_max_steps_minus_one_trains_for_the_epochs(make_config):
-    validate_config(make_config("train.max_steps=-1", "train.num_train_epochs=0.5"))
+    validate_config(make_config("train.max_steps=-1", "train.num_train_epochs=0.5"), gather_facts())
     assert problems_of(make_config("train.max_steps=-1", "train.num_train_epochs=0")) == [
         "train.num_train_epochs must be > 0 with train.max_steps=-1 (got 0.0)"
     ]
@@ -131,5 +127,6 @@ def test_optimizer_scheduler_and_attention_names_come_from_transformers(make_con
     ]
     assert "adamw_torch_fused" in problems[1] and "cosine_with_min_lr" in problems[2] and "sdpa" in problems[0]
     validate_config(
-        make_config("train.optim=adafactor", "train.lr_scheduler_type=linear", "model.attn_implementation=eager")
+        make_config("train.optim=adafactor", "train.lr_scheduler_type=linear", "model.attn_implementation=eager"),
+        gather_facts(),
     )

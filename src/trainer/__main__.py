@@ -14,11 +14,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from trainer.cli_errors import exit_on_error, hydra_errors_raised
-from trainer.config import TrainerConfig, register_schema, to_trainer_config
-from trainer.distributed.run_dir import LaunchedRank, publish_run_dir, rank_overrides
+from trainer.config.load import register_schema, to_trainer_config
+from trainer.config.schema import TrainerConfig
 from trainer.errors import ConfigError
-from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult
-from trainer.resume import claim_before_hydra, resumed_config, rewrite_resume_arguments
+from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult
+from trainer.run.rendezvous import LaunchedRank, publish_run_dir, rank_overrides
+from trainer.run.resume import claim_before_hydra, resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 from trainer.sweep.summary import write_summary
 

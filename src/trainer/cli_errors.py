@@ -23,7 +23,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from trainer.errors import UserError, first_line
-from trainer.result import EXIT_CRASHED, EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_CRASHED, EXIT_USER_ERROR
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 

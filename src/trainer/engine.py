@@ -9,21 +9,23 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import PreTrainedModel, Trainer, TrainerState, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
+from trainer.config.validate import validate_config
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError, first_line
+from trainer.facts import gather_facts
 from trainer.interruption import StopRequest, graceful_stop
 from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
@@ -33,14 +35,14 @@ from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.memory import peak_memory
 from trainer.monitoring.run_log import capture_run_log, route_transformers_logs
-from trainer.monitoring.status import StatusWriter
 from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
-from trainer.result import INTERRUPTED, TrainingResult
-from trainer.run_dir import RunDirectory, checkpoint_step, write_json_atomic
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory, checkpoint_step
+from trainer.run.outcome import INTERRUPTED, TrainingResult
+from trainer.run.status import StatusWriter
 from trainer.training import batch_summary, build_hf_trainer
-from trainer.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,12 @@ class RunInterrupted(Exception):
 
 
 class TrainerEngine:
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> None:
         # Secrets (the remote preview's token) come from here, never from the config or os.environ:
         # the entrypoint passes its environment, a Python caller what it chooses.
         self.environ = environ or {}
+        # Added after trainer's own callbacks (a Python caller's, a test's), before previews and stop.
+        self.callbacks = tuple(callbacks)
 
     def run_job(self, config: TrainerConfig) -> TrainingResult:
         """Run one training job; every outcome, failures included, is returned and (once the run
@@ -137,7 +141,7 @@ class TrainerEngine:
         stop: StopRequest,
         checkpoint: str | None,
     ) -> TrainingResult:
-        validate_config(config)
+        validate_config(config, gather_facts())
         preview_token = read_preview_token(config.preview, self.environ)
         log.info(
             "Run: model=%s profile=%s precision=%s data=%s -> %s",
@@ -182,6 +186,8 @@ class TrainerEngine:
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+        for callback in self.callbacks:
+            trainer.add_callback(callback)
         previews = build_preview_callback(
             config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
         )

@@ -19,6 +19,30 @@ class ConfigError(UserError):
         super().__init__(describe_problems("Invalid configuration", problems))
 
 
+class DataError(UserError):
+    """Every bad record or unreadable file found in the data, listed with its location."""
+
+    error_type = "data_error"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(describe_problems("Invalid data", problems, shown=MAX_REPORTED_PROBLEMS))
+
+
+class NotARunError(UserError):
+    """A path given as a run directory holds no readable status.json of trainer."""
+
+    error_type = "not_a_run"
+
+
+class NothingToReview(Exception):
+    """PATH holds no TensorBoard event files (`python -m trainer.review` says so and exits 2)."""
+
+
+# Enough to show a pattern without burying the user in a wall of lines.
+MAX_REPORTED_PROBLEMS = 20
+
+
 def describe_problems(title: str, problems: list[str], shown: int | None = None) -> str:
     """One line for a single problem; a header and one bullet per problem otherwise."""
     if len(problems) == 1:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 @dataclass(frozen=True)
 class PrecisionPlan:
@@ -24,21 +22,6 @@ def plan_precision(name: str) -> PrecisionPlan:
         "fp16": PrecisionPlan(torch.float32, bf16=False, fp16=True),
     }
     return plans[name]
-
-
-def precision_problems(name: str) -> list[str]:
-    """Why this machine cannot train in `name`, as messages naming the setting to change."""
-    if name not in PRECISIONS:
-        return [f"precision={name} is unknown; choose one of {', '.join(PRECISIONS)}"]
-    cuda = torch.cuda.is_available()
-    if name == "fp16" and not cuda:
-        return [
-            "precision=fp16 needs a CUDA GPU and none is available (on CPU it would silently "
-            "train in fp32); use precision=fp32, or precision=bf16"
-        ]
-    if name == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        return ["precision=bf16 is not supported by this GPU; use precision=fp16 or precision=fp32"]
-    return []
 
 
 def precision_warning(name: str) -> str | None:

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainer.result import EXIT_USER_ERROR
+from trainer.errors import NothingToReview
+from trainer.run.outcome import EXIT_USER_ERROR
 
 HOST = "127.0.0.1"
 EVENT_FILES = "events.out.tfevents.*"
@@ -30,10 +31,6 @@ DASHBOARDS = {
     "#text": "each run's config and its previews per step",
 }
 STOP_TIMEOUT_SEC = 10
-
-
-class NothingToReview(Exception):
-    """PATH holds no TensorBoard event files."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

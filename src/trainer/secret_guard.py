@@ -6,34 +6,14 @@ This module imports no torch or transformers."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.cli_errors import exit_on_error
+from trainer.config.validate import TOKEN_ENV_KEY, token_env_problems
 from trainer.errors import ConfigError
-
-TOKEN_ENV_KEY = "preview.remote.token_env"
-ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Some tokens are valid variable names (hf_..., ghp_...): known prefixes, and long mixed-case
-# strings with digits, which no one names a variable, are taken for tokens.
-TOKEN_PREFIXES = ("hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat", "xox")
-TOKEN_LIKE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9]).{20,}")
-
-
-def token_env_problems(token_env: str | None) -> list[str]:
-    if token_env is None or (
-        ENVIRONMENT_VARIABLE_NAME.fullmatch(token_env)
-        and not token_env.startswith(TOKEN_PREFIXES)
-        and not TOKEN_LIKE.fullmatch(token_env)
-    ):
-        return []
-    return [
-        f"{TOKEN_ENV_KEY} must be the NAME of an environment variable that holds the token (letters, digits "
-        "and _), never the token itself; the value given is not shown or recorded"
-    ]
 
 
 class SecretGuard(Callback):

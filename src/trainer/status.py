@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from trainer.monitoring.status import FINISHED, STALE, NotARunError, RunStatus, StatusReader
-from trainer.result import EXIT_USER_ERROR
+from trainer.errors import NotARunError
+from trainer.run.outcome import EXIT_USER_ERROR
+from trainer.run.status import FINISHED, STALE, RunStatus, StatusReader
 
 CLEAR_SCREEN = "\033[H\033[2J"
 BAR_WIDTH = 30

@@ -18,7 +18,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
@@ -29,10 +29,10 @@ from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.status import StatusWriter
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
-from trainer.run_dir import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
+from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
+from trainer.run.status import StatusWriter
 
 
 class RunTrainer(Trainer):
@@ -90,7 +90,7 @@ class RunTrainer(Trainer):
 
 class IntervalsFromArguments(TrainerCallback):
     """A resumed Trainer takes its logging/eval/save intervals from the checkpoint; a resume may
-    change them (trainer.resume.SAFE_KEYS), so they are set from the arguments again."""
+    change them (trainer.run.resume.SAFE_KEYS), so they are set from the arguments again."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         state.compute_steps(args, state.max_steps)

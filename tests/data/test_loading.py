@@ -12,10 +12,11 @@ import pyarrow.parquet
 import pytest
 from datasets import Dataset
 
-from trainer.config import DataConfig, ProfileConfig
-from trainer.data.loading import DataError, parse_json_line, value_problem
+from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.data.loading import parse_json_line, value_problem
 from trainer.data.preparation import checked_records, load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
+from trainer.errors import DataError
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from trainer.config import TinyModelConfig
+from tests.helpers import summed_loss_one_by_one
+from trainer.config.schema import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
@@ -40,15 +41,6 @@ def features(tokenizer) -> list[dict[str, list[int]]]:
 @pytest.fixture
 def model(tokenizer):
     return build_model("qwen3", TinyModelConfig(), tokenizer).eval()
-
-
-def summed_loss_one_by_one(model, features) -> torch.Tensor:
-    total = torch.zeros(())
-    for feature in features:
-        labels = torch.tensor([feature["labels"]])
-        logits = model(input_ids=torch.tensor([feature["input_ids"]])).logits[0, :-1]
-        total += torch.nn.functional.cross_entropy(logits, labels[0, 1:], ignore_index=IGNORE_INDEX, reduction="sum")
-    return total
 
 
 def test_packed_batch_loss_is_the_sum_of_the_per_example_losses(model, features):

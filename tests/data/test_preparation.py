@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from trainer.config import DataConfig, ProfileConfig
+from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data import preparation
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
@@ -97,7 +97,7 @@ def test_a_killed_writers_scratch_and_a_stray_entry_without_stats_are_never_read
 PREPARE_SCRIPT = """
 import logging, sys
 from pathlib import Path
-from trainer.config import DataConfig, ProfileConfig
+from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.modeling.template_layout import TemplateError

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.sweep.test_sweep_cli import run_sweep
+from tests.helpers import run_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from tests.data.test_packing import summed_loss_one_by_one
-from tests.resume.test_resume_cli import losses_by_step
-from trainer.config import TinyModelConfig
+from tests.helpers import losses_by_step, summed_loss_one_by_one
+from trainer.config.schema import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
 from trainer.data.token_budget import TokenBudgetBatchSampler, best_fit_decreasing
 from trainer.data.tokenization import IGNORE_INDEX

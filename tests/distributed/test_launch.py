@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from trainer.distributed.launch import torchrun_command
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 
 def test_torchrun_reruns_the_job_with_its_overrides_into_its_run_directory(make_config, tmp_path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
+from trainer.facts import gather_facts
 from trainer.precision import plan_precision
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 from trainer.training import build_training_arguments
-from trainer.validation import validate_config
 
 
 def training_arguments(config, tmp_path, monkeypatch):
@@ -38,7 +39,7 @@ def test_ddp_leaves_fsdp_off(make_config, tmp_path, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="FSDP is allowed where CUDA exists")
 def test_fsdp_without_cuda_is_refused_instead_of_quietly_running_ddp(make_config):
     with pytest.raises(ConfigError, match=r"distributed\.strategy=fsdp needs CUDA GPUs"):
-        validate_config(make_config("distributed.strategy=fsdp"))
+        validate_config(make_config("distributed.strategy=fsdp"), gather_facts())
 
 
 def test_every_distributed_mistake_is_reported_at_once(make_config, tmp_path):
@@ -49,7 +50,7 @@ def test_every_distributed_mistake_is_reported_at_once(make_config, tmp_path):
         f"distributed.deepspeed={tmp_path / 'ds.json'}",
     )
     with pytest.raises(ConfigError) as raised:
-        validate_config(config)
+        validate_config(config, gather_facts())
     problems = "\n".join(raised.value.problems)
     assert "distributed.strategy=zero3 is unknown; choose one of ddp, fsdp" in problems
     assert "distributed.nproc_per_node must be >= 1 (got 0)" in problems

@@ -10,11 +10,11 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.template_families import FAMILIES, family_tokenizer
-from trainer.config import TinyModelConfig
+from trainer.config.schema import TinyModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.chat_template import CHATML_TEMPLATE
 from trainer.modeling.tiny import build_model
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 FEW_STEPS = [
     "train.max_steps=2", "train.per_device_train_batch_size=4", "train.logging_steps=1",

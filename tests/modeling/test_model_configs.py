@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 from trainer.__main__ import config_dir
+from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
+from trainer.facts import gather_facts
 from trainer.modeling.adapters import LORA_TARGET_MODULES
-from trainer.validation import validate_config
 
 MODEL_OPTIONS = sorted(path.stem for path in (Path(config_dir()) / "model").glob("*.yaml"))
 
 
 def problems_of(config) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        validate_config(config)
+        validate_config(config, gather_facts())
     return caught.value.problems
 
 
@@ -29,7 +30,7 @@ def test_the_documented_models_ship():
 @pytest.mark.parametrize("option", MODEL_OPTIONS)
 def test_every_model_config_composes_and_validates_without_a_download(make_config, option):
     config = make_config(f"model={option}")
-    validate_config(config)
+    validate_config(config, gather_facts())
     assert config.model.name == option
     assert config.model.architecture in LORA_TARGET_MODULES
     assert config.model.trust_remote_code is False

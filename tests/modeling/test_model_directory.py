@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
+from trainer.config.validate import model_directory_problems
 from trainer.errors import UserError
-from trainer.modeling.loading import load_tokenizer, model_directory_problems
+from trainer.modeling.loading import load_tokenizer
 from trainer.modeling.tiny import tiny_model_dir
-from trainer.result import EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_USER_ERROR
 
 
 @pytest.fixture

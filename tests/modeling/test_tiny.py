@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import ModelConfig, TinyModelConfig
+from trainer.config.schema import ModelConfig, TinyModelConfig
 from trainer.modeling.tiny import build_model, build_tokenizer, tiny_model_dir
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.config import TinyModelConfig
+from trainer.config.schema import TinyModelConfig
 from trainer.modeling import packed_attention
 from trainer.modeling.packed_attention import sdpa_per_example, varlen_attention
 from trainer.modeling.tiny import build_model, build_tokenizer

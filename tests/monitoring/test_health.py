@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainer.config import MonitoringConfig
+from trainer.config.schema import MonitoringConfig
 from trainer.monitoring.health import (
     ThroughputMeter,
     loss_noise_alert,
@@ -15,7 +15,7 @@ from trainer.monitoring.health import (
     train_val_gap_alert,
 )
 from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.status import StatusReader, StatusWriter
+from trainer.run.status import StatusReader, StatusWriter
 
 
 @pytest.mark.parametrize(

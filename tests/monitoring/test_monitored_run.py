@@ -14,13 +14,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2, metadata
 from transformers import TrainerCallback
 
-import trainer.engine
-from tests.conftest import FAST_RUN
-from trainer.config import to_trainer_config
+from tests.helpers import FAST_RUN
+from trainer.config.load import to_trainer_config
 from trainer.engine import TrainerEngine
 from trainer.monitoring.hparams import run_hparams
-from trainer.monitoring.status import Alert, StatusReader
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.status import Alert, StatusReader
 
 pytestmark = pytest.mark.slow
 
@@ -179,17 +178,8 @@ def poison_loss(module, args, output):
 @pytest.fixture(scope="module")
 def nan_run(config_for):
     poison = PoisonLossFrom(step=3)
-    build = trainer.engine.build_hf_trainer
-
-    def build_poisoned(*args, **kwargs):
-        hf_trainer = build(*args, **kwargs)
-        hf_trainer.add_callback(poison)
-        return hf_trainer
-
     config = config_for()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer.engine, "build_hf_trainer", build_poisoned)
-        result = TrainerEngine().run_job(config)
+    result = TrainerEngine(callbacks=[poison]).run_job(config)
     return config, Path(config.run.output_dir), result, poison
 
 

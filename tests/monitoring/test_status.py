@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from trainer.errors import UserError
-from trainer.monitoring.status import Alert, NotARunError, RunStatus, StatusReader, StatusWriter
+from trainer.errors import NotARunError, UserError
+from trainer.run.status import Alert, RunStatus, StatusReader, StatusWriter
 
 
 def read_file(path) -> dict:

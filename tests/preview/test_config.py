@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_validation import problems_of
-from trainer.config import RemotePreviewConfig
+from tests.helpers import problems_of
+from trainer.config.schema import RemotePreviewConfig
+from trainer.config.validate import validate_config
 from trainer.errors import UserError
+from trainer.facts import gather_facts
 from trainer.preview.remote import read_token
-from trainer.validation import validate_config
 
 
 @pytest.mark.parametrize("backend", ["none", "local", "remote"])
 def test_each_shipped_preview_option_is_valid(make_config, backend):
-    validate_config(make_config(f"preview={backend}"))
+    validate_config(make_config(f"preview={backend}"), gather_facts())
 
 
 def test_every_preview_problem_is_reported(make_config):

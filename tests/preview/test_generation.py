@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
+from trainer.modeling.generation import generate_answer
 from trainer.modeling.tiny import tiny_model_dir
-from trainer.preview.generation import generate_answer
 
 PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
 

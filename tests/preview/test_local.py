@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,27 +9,12 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.helpers import PREVIEW_RUN, read_previews
 from trainer.data.loading import SAMPLE_DATA
 from trainer.engine import TrainerEngine
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 
 pytestmark = pytest.mark.slow
-
-# Four short steps, a preview round every two (and at the end, which is step 4 too).
-PREVIEW_RUN = [
-    "train.max_steps=4",
-    "train.logging_steps=1",
-    "train.save_steps=2",
-    "train.eval_steps=100",
-    "train.per_device_train_batch_size=4",
-    "preview.every_steps=2",
-    "preview.num_prompts=2",
-    "preview.max_new_tokens=6",
-]
-
-
-def read_previews(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "previews.jsonl").read_text().splitlines()]
 
 
 def test_local_previews_are_written_to_previews_jsonl_and_tensorboard(make_config):

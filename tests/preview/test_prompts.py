@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.template_families import family_tokenizer
-from trainer.config import ProfileConfig
+from trainer.config.schema import ProfileConfig
 from trainer.data.loading import Record
 from trainer.preview.prompts import to_prompt
 from trainer.profiles import build_profile

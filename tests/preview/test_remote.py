@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +17,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.preview.test_local import PREVIEW_RUN, read_previews
-from trainer.config import ModelConfig
+from tests.helpers import PREVIEW_RUN, free_port, read_previews, wait_until_healthy
+from trainer.config.schema import ModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.tiny import tiny_model_dir
 
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.slow
 
 TOKEN_ENV = "TRAINER_TEST_PREVIEW_TOKEN"
 TOKEN = "s3cret-preview-token"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +48,6 @@ def server(model_cache, tmp_path_factory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "trainer.serve exited before it was healthy"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"trainer.serve did not become healthy within {timeout}s")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainer.config import PreviewConfig, RemotePreviewConfig
+from trainer.config.schema import PreviewConfig, RemotePreviewConfig
 from trainer.preview.base import PreviewPrompt, PreviewRequest
 from trainer.preview.remote import RemotePreviewBackend
 

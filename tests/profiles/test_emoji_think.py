@@ -11,7 +11,7 @@ from dataclasses import astuple
 
 import pytest
 
-from trainer.config import ProfileConfig
+from trainer.config.schema import ProfileConfig
 from trainer.profiles import build_profile
 from trainer.profiles.emoji_think import STOP_EMOJIS, THINKING_EMOJIS, EmojiChoice, choose_emojis
 

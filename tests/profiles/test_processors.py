@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
-from trainer.config import ModelConfig, ProfileConfig
+from trainer.config.schema import ModelConfig, ProfileConfig
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.profiles import build_profile
 from trainer.profiles.emoji_think import STOP_EMOJIS

@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.tiny import tiny_model_dir

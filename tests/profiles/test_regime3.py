@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from trainer.config import ProfileConfig
+from trainer.config.schema import ProfileConfig
 from trainer.profiles import build_profile
 from trainer.profiles.regime3 import is_well_formed_answer
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from trainer.__main__ import config_dir
-from trainer.config import ProfileConfig
-from trainer.data.loading import DataError
+from trainer.config.schema import ProfileConfig
 from trainer.data.preparation import load_record_split
+from trainer.errors import DataError
 from trainer.profiles import PROFILES, build_profile
 
 

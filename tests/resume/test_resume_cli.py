@@ -2,56 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR
-from trainer.run_dir import RunDirectory
+from tests.helpers import losses_by_step, read_json, resume, run_trainer, trainer_command, wait_for
+from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.slow
 
 RUN = ["train.max_steps=12", "train.save_steps=4", "train.logging_steps=1", "train.eval_steps=6"]
-
-
-def trainer_command(model_cache: Path, *arguments: str) -> list[str]:
-    return [sys.executable, "-m", "trainer", *arguments, f"model.cache_dir={model_cache}"]
-
-
-def run_trainer(model_cache: Path, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        trainer_command(model_cache, *arguments), cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-
-
-def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    """`python -m trainer resume=DIR`: the run's saved config (its model cache included) is used."""
-    command = [sys.executable, "-m", "trainer", f"resume={run_dir}", *overrides]
-    return subprocess.run(command, cwd=run_dir.parent, capture_output=True, text=True, timeout=600)
-
-
-def losses_by_step(run_dir: Path) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(RunDirectory(run_dir).tensorboard_dir))
-    events.Reload()
-    return [(event.step, event.value) for event in events.Scalars("train/loss")]
-
-
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, "the run ended before the moment the test waits for"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def test_a_run_killed_during_a_save_resumes_with_the_losses_of_an_uninterrupted_run(model_cache, tmp_path):

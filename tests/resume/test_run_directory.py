@@ -11,7 +11,7 @@ import pytest
 
 import trainer.engine
 from trainer.errors import UserError
-from trainer.run_dir import RunDirectory, checkpoint_step, write_checkpoint_manifest
+from trainer.run.layout import RunDirectory, checkpoint_step, write_checkpoint_manifest
 
 
 def test_a_directory_is_never_shared_by_two_live_runs(tmp_path):

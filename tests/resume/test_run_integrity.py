@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.resume.test_resume_cli import read_json, resume, run_trainer, trainer_command, wait_for
+from tests.helpers import file_hashes, read_json, resume, run_trainer, trainer_command, wait_for
 from trainer.data.loading import SAMPLE_DATA
-from trainer.result import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +34,6 @@ def run_dir(finished_run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(finished_run, copy)
     return copy
-
-
-def file_hashes(directory: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
 
 
 def lose_the_end_of(run_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.serve.running import RunningServer, serving
-from trainer.config import ModelConfig, TinyModelConfig
+from trainer.config.schema import ModelConfig, TinyModelConfig
 from trainer.modeling.tiny import tiny_model_dir
 
 

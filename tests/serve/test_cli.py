@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.preview.test_remote import free_port, wait_until_healthy
+from tests.helpers import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 

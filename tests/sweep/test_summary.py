@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.run_dir import write_json_atomic, write_text_atomic
+from trainer.run.files import write_json_atomic, write_text_atomic
 from trainer.sweep.metrics import best_index, objective
 from trainer.sweep.summary import write_summary
 

@@ -12,28 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_RUN
-from tests.resume.test_run_integrity import file_hashes
-from trainer.result import EXIT_INTERRUPTED
-from trainer.run_dir import RunDirectory
+from tests.helpers import file_hashes, run_sweep, sweep_command
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow
-
-QUICK_JOB = [*FAST_RUN, "train.max_steps=6"]
-
-
-def sweep_command(sweep_dir: Path, model_cache: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable, "-m", "trainer", "--multirun", *QUICK_JOB, *overrides,
-        f"model.cache_dir={model_cache}", f"hydra.sweep.dir={sweep_dir}",
-    ]  # fmt: skip
-
-
-def run_sweep(sweep_dir: Path, model_cache: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        sweep_command(sweep_dir, model_cache, *overrides),
-        cwd=sweep_dir.parent, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def resume_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -131,7 +114,7 @@ def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_write
 def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     sweep = subprocess.Popen(
-        sweep_command(sweep_dir, model_cache, "train.max_steps=40", "train.save_steps=100", "train.learning_rate=1e-3,2e-3"),
+        sweep_command(sweep_dir, model_cache, "train.max_steps=200", "train.save_steps=1000", "train.learning_rate=1e-3,2e-3"),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     status_file = sweep_dir / "0" / "status.json"
@@ -147,7 +130,7 @@ def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache
     resumed = resume_sweep(sweep_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [row["status"] for row in summary_rows(sweep_dir)] == ["completed"] * 2
-    assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(2)] == [40] * 2
+    assert [json.loads((sweep_dir / str(n) / "result.json").read_text())["global_step"] for n in range(2)] == [200] * 2
     assert (sweep_dir / "1" / ".hydra" / "config.yaml").is_file()
 
 

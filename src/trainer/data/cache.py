@@ -22,8 +22,8 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets
 
-from trainer.config import DataConfig
-from trainer.run_dir import write_json_atomic
+from trainer.config.schema import DataConfig
+from trainer.run.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from trainer.config import DataConfig
+from trainer.config.schema import DataConfig
 from trainer.data.loading import resolve_data_path
 from trainer.errors import UserError
-from trainer.run_dir import write_json_atomic
+from trainer.run.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import UserError, describe_problems, first_line
+from trainer.config.schema import SUPPORTED_FORMATS
+from trainer.errors import DataError, first_line
 
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
-SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
 SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
-# Enough to show a pattern without burying the user in a wall of lines.
-MAX_REPORTED_PROBLEMS = 20
 # Chat records nest a few levels (record > messages > message > content parts); far deeper is
 # a broken or hostile file, and recursive code later on (copies, templates) would overflow.
 MAX_NESTING = 32
@@ -40,14 +37,6 @@ class Record:
     @property
     def location(self) -> str:
         return f"{self.source}:{self.line}" if self.unit == "line" else f"{self.source} row {self.line}"
-
-
-class DataError(UserError):
-    error_type = "data_error"
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(describe_problems("Invalid data", problems, shown=MAX_REPORTED_PROBLEMS))
 
 
 def resolve_data_path(path: str | None) -> Path:

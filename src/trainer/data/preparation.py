@@ -24,12 +24,13 @@ from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from trainer.config import DataConfig
+from trainer.config.schema import DataConfig
 from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
-from trainer.data.loading import DataError, Record, iter_records, resolve_data_path
+from trainer.data.loading import Record, iter_records, resolve_data_path
 from trainer.data.records import RecordTable, RecordTableWriter
 from trainer.data.tokenization import tokenize_conversations
+from trainer.errors import DataError
 from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
 

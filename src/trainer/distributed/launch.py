@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainer.config import TrainerConfig
-from trainer.distributed.run_dir import hydra_override
+from trainer.config.schema import TrainerConfig
 from trainer.errors import ConfigError
-from trainer.result import TrainingResult
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import TrainingResult
+from trainer.run.rendezvous import hydra_override
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,13 @@ def torchrun_command(config: TrainerConfig, overrides: list[str], config_name: s
 
 def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name: str) -> TrainingResult:
     """Run the job in `nproc_per_node` processes and return the result its rank 0 wrote."""
-    from trainer.validation import validate_config
+    from trainer.config.validate import validate_config
+    from trainer.facts import gather_facts
 
     run_dir = RunDirectory(Path(config.run.output_dir))
     try:
         # Here, once: a config mistake is one line, not one per rank plus torchrun's own report.
-        validate_config(config)
+        validate_config(config, gather_facts())
     except ConfigError as error:
         log.error("%s", error)
         return record(

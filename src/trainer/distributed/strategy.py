@@ -4,22 +4,17 @@ FSDP and DeepSpeed are `TrainingArguments` the Trainer hands on to accelerate.""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import Trainer
 
-from trainer.config import DistributedConfig
+from trainer.config.schema import DistributedConfig
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("ddp", "fsdp")
-BACKENDS = ("nccl", "gloo")
-STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
 # A parameter's bits read as integers of its own width (fp32 -> int32, bf16/fp16 -> int16).
 INTEGER_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 # Elements summed at once: bounds the int64 copy the sum makes of a large embedding.
@@ -48,30 +43,6 @@ def distributed_arguments(config: DistributedConfig) -> dict[str, Any]:
             },
         }
     return arguments
-
-
-def distributed_problems(config: DistributedConfig) -> list[str]:
-    problems = []
-    if config.nproc_per_node < 1:
-        problems.append(f"distributed.nproc_per_node must be >= 1 (got {config.nproc_per_node})")
-    if config.strategy not in STRATEGIES:
-        problems.append(f"distributed.strategy={config.strategy} is unknown; choose one of {', '.join(STRATEGIES)}")
-    elif config.strategy == "fsdp" and not torch.cuda.is_available():
-        # accelerate shards GPU processes only; on CPU it would quietly train with DDP instead.
-        problems.append("distributed.strategy=fsdp needs CUDA GPUs and none is available; use distributed.strategy=ddp")
-    if config.backend is not None and config.backend not in BACKENDS:
-        problems.append(f"distributed.backend={config.backend} is unknown; choose one of {', '.join(BACKENDS)} or null")
-    if config.fsdp.state_dict_type not in STATE_DICT_TYPES:
-        problems.append(
-            f"distributed.fsdp.state_dict_type={config.fsdp.state_dict_type} is unknown; "
-            f"choose one of {', '.join(STATE_DICT_TYPES)}"
-        )
-    if config.deepspeed is not None:
-        if not Path(config.deepspeed).expanduser().is_file():
-            problems.append(f"distributed.deepspeed={config.deepspeed} does not exist (a DeepSpeed JSON config)")
-        if importlib.util.find_spec("deepspeed") is None:
-            problems.append("distributed.deepspeed needs the deepspeed package: pip install deepspeed")
-    return problems
 
 
 def parameter_checksum(model: nn.Module) -> str:

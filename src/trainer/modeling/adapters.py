@@ -12,12 +12,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import PreTrainedModel
 
-from trainer.config import ModelConfig, PeftConfig
+from trainer.config.schema import ModelConfig, PeftConfig
 from trainer.modeling.loading import load_model_and_tokenizer
 
 log = logging.getLogger(__name__)
 
-PEFT_METHODS = ("none", "lora", "qlora")
 # Every attention and MLP projection: adapting them all beats attention-only LoRA (QLoRA paper).
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_TARGET_MODULES = {"qwen3": PROJECTIONS, "llama": PROJECTIONS}

@@ -19,7 +19,6 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
-CHAT_TEMPLATE_MODES = ("auto", "chatml", "tokenizer")
 
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase, mode: str) -> list[str]:

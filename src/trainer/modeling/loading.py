@@ -2,57 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer.config import ModelConfig
+from trainer.config.schema import ModelConfig
 from trainer.errors import UserError, first_line
 from trainer.modeling.chat_template import ensure_chat_template
 from trainer.modeling.tiny import tiny_model_dir
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
-# Any one of these holds a tokenizer's vocabulary (fast, SentencePiece, BPE, WordPiece).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
 # A tokenizer that turns this into no tokens has no vocabulary: training would learn nothing.
 PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog. 2 + 3 = 5"
-
-
-def model_directory_problems(directory: Path) -> list[str]:
-    """What a local model directory lacks to be loaded, checked without loading it: a readable
-    config.json, weights (safetensors headers read), and a tokenizer vocabulary."""
-    problems = []
-    config = directory / "config.json"
-    try:
-        json.loads(config.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append("has no config.json")
-    except (OSError, ValueError) as error:
-        problems.append(f"has a config.json that cannot be read ({error})")
-    weights = sorted(file for pattern in WEIGHT_FILES for file in directory.glob(pattern))
-    if not weights:
-        problems.append(f"holds no model weights (none of {', '.join(WEIGHT_FILES)})")
-    problems += [problem for file in weights if (problem := safetensors_problem(file))]
-    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-        problems.append(f"holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
-    return problems
-
-
-def safetensors_problem(file: Path) -> str | None:
-    """Why a safetensors file is unreadable; opening it reads and checks only its header."""
-    if file.suffix != ".safetensors":
-        return None
-    try:
-        with safe_open(file, framework="pt"):
-            return None
-    except (SafetensorError, OSError) as error:
-        return f"has a weights file {file.name} that is not readable safetensors ({error})"
 
 
 def model_location(config: ModelConfig) -> str:

@@ -22,7 +22,7 @@ from transformers import (
     Qwen3Config,
 )
 
-from trainer.config import ModelConfig, TinyModelConfig
+from trainer.config.schema import ModelConfig, TinyModelConfig
 from trainer.data.loading import SAMPLE_DATA
 from trainer.modeling.chat_template import CHATML_TEMPLATE
 

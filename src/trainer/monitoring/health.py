@@ -8,12 +8,11 @@ from collections.abc import Sequence
 
 import numpy
 
-from trainer.monitoring.status import Alert
+from trainer.config.schema import MIN_TREND_POINTS
+from trainer.run.status import Alert
 
 # Below this relative change of the loss across the window, the loss counts as stable.
 STABLE_TOLERANCE = 0.02
-# The fewest logged losses a trend or a noise figure is computed from.
-MIN_TREND_POINTS = 3
 # A parabola fits any 3 points exactly: noise around one shows from 5 points on.
 MIN_NOISE_POINTS = 5
 

@@ -12,11 +12,11 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 from trainer.overrides import distinguishing_overrides, override_key, session_name
 from trainer.profiles import PROFILES
-from trainer.result import TrainingResult
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import TrainingResult
 
 HParamValue = str | int | float | bool
 

@@ -8,7 +8,7 @@ from collections import deque
 
 from transformers import TrainerCallback
 
-from trainer.config import MonitoringConfig
+from trainer.config.schema import MonitoringConfig
 from trainer.monitoring.health import (
     ThroughputMeter,
     loss_noise_alert,
@@ -16,7 +16,7 @@ from trainer.monitoring.health import (
     throughput_drop_alert,
     train_val_gap_alert,
 )
-from trainer.monitoring.status import Alert, StatusWriter
+from trainer.run.status import Alert, StatusWriter
 
 log = logging.getLogger(__name__)
 

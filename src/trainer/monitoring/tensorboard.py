@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.integration_utils import rewrite_logs
 
-from trainer.config import TrainerConfig
+from trainer.config.schema import TrainerConfig
 
 CONFIG_TEXT_TAG = "config"
 LOSS_TAG = "train/loss"

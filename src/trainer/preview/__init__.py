@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from transformers import PreTrainedTokenizerBase
 
-from trainer.config import PreviewConfig, TrainerConfig
+from trainer.config.schema import PreviewConfig, TrainerConfig
 from trainer.data.preparation import RecordSplit
 from trainer.preview.base import PreviewBackend
 from trainer.preview.callback import PreviewCallback
@@ -15,12 +15,9 @@ from trainer.preview.local import LocalPreviewBackend
 from trainer.preview.none import NoPreviewBackend
 from trainer.preview.prompts import select_prompts
 from trainer.preview.recording import PreviewLog, PreviewTensorBoardText
-from trainer.preview.remote import PROTOCOLS, RemotePreviewBackend, read_token
+from trainer.preview.remote import RemotePreviewBackend, read_token
 from trainer.profiles.base import Profile
-from trainer.run_dir import RunDirectory
-from trainer.secret_guard import token_env_problems
-
-BACKENDS = ("none", "local", "remote")
+from trainer.run.layout import RunDirectory
 
 
 def build_preview_backend(
@@ -60,36 +57,3 @@ def build_preview_callback(
 def read_preview_token(config: PreviewConfig, environ: Mapping[str, str]) -> str | None:
     """The remote server's bearer token, when the remote backend names a variable for it."""
     return read_token(config.remote, environ) if config.backend == "remote" else None
-
-
-def preview_problems(config: PreviewConfig) -> list[str]:
-    """What is wrong with the preview section, one message per problem (the backend's name is
-    checked with the other choices, in trainer.validation)."""
-    problems = []
-    for key, value in {
-        "every_steps": config.every_steps,
-        "num_prompts": config.num_prompts,
-        "max_new_tokens": config.max_new_tokens,
-    }.items():
-        if value < 1:
-            problems.append(f"preview.{key} must be >= 1 (got {value})")
-    if config.temperature < 0:
-        problems.append(f"preview.temperature must be >= 0 (got {config.temperature}); 0 means greedy")
-    problems += token_env_problems(config.remote.token_env)
-    if config.backend == "remote":
-        problems += remote_problems(config)
-    return problems
-
-
-def remote_problems(config: PreviewConfig) -> list[str]:
-    remote = config.remote
-    problems = []
-    if not remote.url.startswith(("http://", "https://")):
-        problems.append(f"preview.remote.url={remote.url} must start with http:// or https://")
-    if remote.protocol not in PROTOCOLS:
-        problems.append(f"preview.remote.protocol={remote.protocol} is unknown; choose one of {', '.join(PROTOCOLS)}")
-    if remote.timeout_sec <= 0:
-        problems.append(f"preview.remote.timeout_sec must be > 0 (got {remote.timeout_sec})")
-    if remote.retries < 0:
-        problems.append(f"preview.remote.retries must be >= 0 (got {remote.retries})")
-    return problems

@@ -8,9 +8,9 @@ from dataclasses import asdict
 
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
-from trainer.config import PreviewConfig
+from trainer.config.schema import PreviewConfig
+from trainer.modeling.generation import generate_answer
 from trainer.preview.base import PreviewRequest, PreviewResult
-from trainer.preview.generation import generate_answer
 
 
 class LocalPreviewBackend:

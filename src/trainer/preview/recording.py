@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.preview.base import PreviewResult
-from trainer.run_dir import write_text_atomic
+from trainer.run.files import write_text_atomic
 
 
 class PreviewLog:

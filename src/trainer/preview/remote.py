@@ -23,15 +23,12 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from trainer.config import PreviewConfig, RemotePreviewConfig
+from trainer.config.schema import DEFAULT_MODEL_NAME, PreviewConfig, RemotePreviewConfig
 from trainer.errors import UserError
 from trainer.preview.base import PreviewPrompt, PreviewRequest, PreviewResult
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("openai", "generate")
-# The model name that asks trainer.serve for the model it was started with.
-DEFAULT_MODEL_NAME = "default"
 RETRY_BACKOFF_SEC = 0.5
 # A reply larger than this is no preview answer; reading it all could exhaust memory.
 MAX_REPLY_BYTES = 16 * 2**20

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.config import ProfileConfig
+from trainer.config.schema import ProfileConfig
 from trainer.profiles.base import Profile
 from trainer.profiles.emoji_think import EmojiThinkProfile
 from trainer.profiles.plain import PlainProfile

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
-from trainer.config import ProfileConfig
+from trainer.config.schema import ProfileConfig
 
 ROLES = ("system", "user", "assistant")
 Example = dict[str, Any]

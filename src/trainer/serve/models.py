@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer.config import ModelConfig
+from trainer.config.schema import DEFAULT_MODEL_NAME, ModelConfig
 from trainer.errors import UserError
 from trainer.modeling.loading import load_model_and_tokenizer
-from trainer.preview.remote import DEFAULT_MODEL_NAME
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from jinja2 import TemplateError
 from starlette.requests import Request
 from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
-from trainer.preview.generation import encode_prompt, generate_answer
+from trainer.modeling.generation import encode_prompt, generate_answer
 from trainer.serve.errors import ApiError
 from trainer.serve.limits import DEFAULT_MAX_TOKENS, ServerLimits
 from trainer.serve.models import ModelCache, ModelNotServedError

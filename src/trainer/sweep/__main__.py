@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from trainer.errors import UserError
 from trainer.interruption import STOP_SIGNALS
-from trainer.result import EXIT_USER_ERROR
-from trainer.resume import RESUME_OUTPUT_SUBDIR, refuse_unsafe_overrides
+from trainer.run.outcome import EXIT_USER_ERROR
+from trainer.run.resume import RESUME_OUTPUT_SUBDIR, refuse_unsafe_overrides
 
 USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 # Overrides the resume sets itself, so the originals must not compete with them.

@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
-MODES = ("min", "max")
-
 
 def metric_value(result: dict[str, Any] | None, metric: str) -> float | None:
     """The metric of a successful job, or None where the job failed or lacks it."""

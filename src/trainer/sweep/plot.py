@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trainer.run_dir import RunDirectory
+from trainer.run.layout import RunDirectory
 from trainer.sweep.summary import JobRow
 
 LOSS_TAG = "train/loss"

@@ -12,8 +12,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from trainer.overrides import job_overrides, visible
-from trainer.result import INTERRUPTED
-from trainer.run_dir import RunDirectory, write_text_atomic
+from trainer.run.files import write_text_atomic
+from trainer.run.layout import RunDirectory
+from trainer.run.outcome import INTERRUPTED
 from trainer.sweep.metrics import best_index, metric_value
 
 NOT_STARTED = "not started"

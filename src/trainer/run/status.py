@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.errors import UserError
-from trainer.run_dir import RunDirectory, write_json_atomic
+from trainer.errors import NotARunError
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory
 
 if TYPE_CHECKING:
     from trainer.preview.base import PreviewResult
@@ -161,10 +162,6 @@ class StatusWriter:
         if self.enabled:
             self.status.timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
             write_json_atomic(self.path, self.status.to_dict())
-
-
-class NotARunError(UserError):
-    error_type = "not_a_run"
 
 
 class StatusReader:

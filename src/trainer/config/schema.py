@@ -1,20 +1,39 @@
 """The typed configuration of a run: one `TrainerConfig`, sections by concern.
 
-Hydra composes `conf/train.yaml` over this schema (registered in the ConfigStore), so unknown keys
-and wrong types are rejected at compose time. Semantic checks live in `trainer.validation`.
+Hydra composes `conf/train.yaml` over this schema (registered by `trainer.config.load`), so
+unknown keys and wrong types are rejected at compose time. Semantic checks live in
+`trainer.config.validate`.
 This module imports no torch or transformers: `--help` and `--cfg job` stay fast.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from trainer.errors import ConfigError, first_line
+from omegaconf import MISSING
 
 SCHEMA_NAME = "trainer_schema"
+
+# The values each choice knob accepts (checked by trainer.config.validate). Choices that follow an
+# installed library (optimizers, schedulers, attention kernels) or a registry of classes (profiles,
+# tiny architectures) are not listed here: they reach validation as `Facts`.
+MODEL_SOURCES = ("tiny", "pretrained")
+CHAT_TEMPLATE_MODES = ("auto", "chatml", "tokenizer")
+BAD_RECORD_POLICIES = ("error", "skip")
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
+SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
+PRECISIONS = ("fp32", "bf16", "fp16")
+PREVIEW_BACKENDS = ("none", "local", "remote")
+REMOTE_PROTOCOLS = ("openai", "generate")
+PEFT_METHODS = ("none", "lora", "qlora")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
+SWEEP_MODES = ("min", "max")
+STRATEGIES = ("ddp", "fsdp")
+DISTRIBUTED_BACKENDS = ("nccl", "gloo")
+STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+# The fewest logged losses a trend or a noise figure is computed from (monitoring.loss_window's floor).
+MIN_TREND_POINTS = 3
 
 
 @dataclass
@@ -91,6 +110,10 @@ class ProfileConfig:
 class PrecisionConfig:
     # fp32 | bf16 | fp16: drives the model dtype and the mixed-precision training flags together.
     name: str = "fp32"
+
+
+# The model name that asks trainer.serve for the model it was started with.
+DEFAULT_MODEL_NAME = "default"
 
 
 @dataclass
@@ -240,39 +263,3 @@ class TrainerConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 42
-
-
-def register_schema() -> None:
-    """Register `TrainerConfig` as the schema that `conf/train.yaml` composes over."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainerConfig)
-
-
-def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
-    """Turn a composed DictConfig into the typed `TrainerConfig`, resolving interpolations."""
-    try:
-        if unknown := unknown_keys(cfg, TrainerConfig):
-            raise ConfigError(
-                [f"unknown key '{key}'; {section} accepts {allowed}" for key, section, allowed in unknown]
-            )
-        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg))
-    except OmegaConfBaseException as error:
-        # An interpolation that resolves to nothing, or to a value of the wrong type.
-        raise ConfigError([f"{error.full_key}: {first_line(error)}"]) from error
-    assert isinstance(config, TrainerConfig)
-    return config
-
-
-def unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, section, allowed keys) for each key the schema lacks. Hydra's `+key=value` adds keys
-    even to typed sections, and `to_object` would silently drop them."""
-    known = {item.name: item.type for item in fields(schema)}
-    found = []
-    for key in node:
-        path = f"{prefix}{key}"
-        if key not in known:
-            found.append((path, prefix.rstrip(".") or "the top level", ", ".join(known)))
-        elif isinstance(child := node[key], DictConfig) and is_dataclass(child_type := OmegaConf.get_type(child)):
-            found += unknown_keys(child, child_type, f"{path}.")
-    return found

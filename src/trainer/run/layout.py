@@ -5,10 +5,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 
 from trainer.errors import UserError
 from trainer.overrides import tensorboard_run_name
+from trainer.run.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +37,6 @@ CLAIMED_BEFORE_HYDRA: dict[Path, Any] = {}
 def checkpoint_step(checkpoint: str | None) -> int | None:
     """The global step a checkpoint directory was saved at."""
     return int(CHECKPOINT_NAME.fullmatch(Path(checkpoint).name).group(1)) if checkpoint else None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_checkpoint_manifest(checkpoint: Path) -> None:

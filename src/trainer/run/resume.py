@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
 from trainer.overrides import override_key
-from trainer.run_dir import SAVED_CONFIG, RunDirectory
+from trainer.run.layout import SAVED_CONFIG, RunDirectory
 
 RESUME_PREFIX = "resume="
 SWEEP_FLAGS = ("--multirun", "-m")

@@ -1,61 +1,101 @@
 """Semantic checks of a `TrainerConfig`, run before any model loads.
 
-Every problem is collected, so one run tells the user all there is to fix.
+Every problem is collected, so one run tells the user all there is to fix. What the checks need
+from the machine and the installed libraries arrives as `Facts` (gathered by `trainer.facts`), so
+this module imports no torch, transformers, peft or datasets.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import re
 from collections.abc import Collection, Iterator
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.trainer_utils import SchedulerType
-from transformers.training_args import OptimizerNames
+from safetensors import SafetensorError, safe_open
 
-from trainer.config import TrainerConfig
-from trainer.data.loading import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES
-from trainer.distributed.strategy import distributed_problems
+from trainer.config.schema import (
+    BAD_RECORD_POLICIES,
+    CHAT_TEMPLATE_MODES,
+    DISTRIBUTED_BACKENDS,
+    LOG_LEVELS,
+    MIN_TREND_POINTS,
+    MODEL_SOURCES,
+    PEFT_METHODS,
+    PRECISIONS,
+    PREVIEW_BACKENDS,
+    REMOTE_PROTOCOLS,
+    STATE_DICT_TYPES,
+    STRATEGIES,
+    SUPPORTED_FORMATS,
+    SUPPORTED_SUFFIXES,
+    SWEEP_METRICS,
+    SWEEP_MODES,
+    DistributedConfig,
+    PreviewConfig,
+    TrainerConfig,
+)
 from trainer.errors import ConfigError
-from trainer.modeling.adapters import PEFT_METHODS
-from trainer.modeling.chat_template import CHAT_TEMPLATE_MODES
-from trainer.modeling.loading import model_directory_problems
-from trainer.modeling.tiny import ARCHITECTURES
-from trainer.monitoring.health import MIN_TREND_POINTS
-from trainer.precision import precision_problems
-from trainer.preview import BACKENDS as PREVIEW_BACKENDS
-from trainer.preview import preview_problems
-from trainer.profiles import PROFILES
-from trainer.sweep.metrics import METRICS, MODES
 
-MODEL_SOURCES = ("tiny", "pretrained")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-BAD_RECORD_POLICIES = ("error", "skip")
-# Taken from transformers itself, so they follow its version.
-OPTIMIZERS = tuple(name.value for name in OptimizerNames)
-LR_SCHEDULERS = tuple(name.value for name in SchedulerType)
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+# Any one of these holds a tokenizer's vocabulary (fast, SentencePiece, BPE, WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
+TOKEN_ENV_KEY = "preview.remote.token_env"
+ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Some tokens are valid variable names (hf_..., ghp_...): known prefixes, and long mixed-case
+# strings with digits, which no one names a variable, are taken for tokens.
+TOKEN_PREFIXES = ("hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat", "xox")
+TOKEN_LIKE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9]).{20,}")
 
 
-def validate_config(config: TrainerConfig) -> None:
+def token_env_problems(token_env: str | None) -> list[str]:
+    if token_env is None or (
+        ENVIRONMENT_VARIABLE_NAME.fullmatch(token_env)
+        and not token_env.startswith(TOKEN_PREFIXES)
+        and not TOKEN_LIKE.fullmatch(token_env)
+    ):
+        return []
+    return [
+        f"{TOKEN_ENV_KEY} must be the NAME of an environment variable that holds the token (letters, digits "
+        "and _), never the token itself; the value given is not shown or recorded"
+    ]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What validation needs to know beyond the config: this machine, and the names the installed
+    libraries and trainer's registries accept."""
+
+    cuda: bool
+    bf16_supported: bool
+    # Taken from transformers itself, so they follow its version.
+    optimizers: tuple[str, ...]
+    lr_schedulers: tuple[str, ...]
+    attention_implementations: tuple[str, ...]
+    profiles: tuple[str, ...]
+    tiny_architectures: tuple[str, ...]
+
+
+def validate_config(config: TrainerConfig, facts: Facts) -> None:
     """Raise one `ConfigError` listing every problem in `config`."""
     # The other checks look at these paths, so they must first be paths at all.
     if problems := unusable_path_problems(config):
         raise ConfigError(problems)
     problems = [
         *non_finite_problems(config),
-        *model_problems(config),
+        *model_problems(config, facts),
         *data_problems(config),
-        *choice_problems(config),
+        *choice_problems(config, facts),
         *train_problems(config),
         *monitoring_problems(config),
-        *precision_problems(config.precision.name),
-        *peft_problems(config),
+        *precision_problems(config.precision.name, facts),
+        *peft_problems(config, facts),
         *preview_problems(config.preview),
-        *distributed_problems(config.distributed),
+        *distributed_problems(config.distributed, facts),
     ]
     if problems:
         raise ConfigError(problems)
@@ -102,21 +142,21 @@ def unusable_path_problems(config: TrainerConfig) -> list[str]:
     return problems
 
 
-def model_problems(config: TrainerConfig) -> list[str]:
+def model_problems(config: TrainerConfig, facts: Facts) -> list[str]:
     model = config.model
     if model.source not in MODEL_SOURCES:
         return [f"model.source={model.source} is unknown; choose one of {', '.join(MODEL_SOURCES)}"]
     problems = positive("model", {"max_length": model.max_length})
-    problems += attention_problems(model.attn_implementation)
+    problems += attention_problems(model.attn_implementation, facts)
     if model.chat_template not in CHAT_TEMPLATE_MODES:
         problems.append(
             f"model.chat_template={model.chat_template} is unknown; choose one of {', '.join(CHAT_TEMPLATE_MODES)}"
         )
     if model.source == "tiny":
-        if model.architecture not in ARCHITECTURES:
+        if model.architecture not in facts.tiny_architectures:
             problems.append(
                 f"model.architecture={model.architecture} cannot be built as a tiny model; "
-                f"choose one of {', '.join(ARCHITECTURES)}"
+                f"choose one of {', '.join(facts.tiny_architectures)}"
             )
         if model.path:
             problems.append(
@@ -139,9 +179,9 @@ def pretrained_path_problems(name: str, path: str | None) -> list[str]:
     return [f"model.path={path} {problem}" for problem in model_directory_problems(directory)]
 
 
-def attention_problems(name: str) -> list[str]:
+def attention_problems(name: str, facts: Facts) -> list[str]:
     # "org/repo" names a kernel from the hub, which transformers checks when it loads the model.
-    allowed = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+    allowed = ["eager", *facts.attention_implementations]
     if name in allowed or "/" in name:
         return []
     return [f"model.attn_implementation={name} is unknown; choose one of {', '.join(allowed)}"]
@@ -177,16 +217,16 @@ def data_file_problems(key: str, path: str | None) -> list[str]:
     return []
 
 
-def choice_problems(config: TrainerConfig) -> list[str]:
+def choice_problems(config: TrainerConfig, facts: Facts) -> list[str]:
     choices = {
-        "profile.name": (config.profile.name, tuple(PROFILES)),
+        "profile.name": (config.profile.name, facts.profiles),
         "preview.backend": (config.preview.backend, PREVIEW_BACKENDS),
         "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
-        "sweep.metric": (config.sweep.metric, METRICS),
-        "sweep.mode": (config.sweep.mode, MODES),
+        "sweep.metric": (config.sweep.metric, SWEEP_METRICS),
+        "sweep.mode": (config.sweep.mode, SWEEP_MODES),
         "data.on_bad_record": (config.data.on_bad_record, BAD_RECORD_POLICIES),
-        "train.optim": (config.train.optim, OPTIMIZERS),
-        "train.lr_scheduler_type": (config.train.lr_scheduler_type, LR_SCHEDULERS),
+        "train.optim": (config.train.optim, facts.optimizers),
+        "train.lr_scheduler_type": (config.train.lr_scheduler_type, facts.lr_schedulers),
     }
     problems = [
         f"{key}={value} is unknown; choose one of {', '.join(allowed)}"
@@ -244,7 +284,7 @@ def monitoring_problems(config: TrainerConfig) -> list[str]:
     return problems
 
 
-def peft_problems(config: TrainerConfig) -> list[str]:
+def peft_problems(config: TrainerConfig, facts: Facts) -> list[str]:
     peft = config.peft
     if peft.method not in PEFT_METHODS:
         return [f"peft.method={peft.method} is unknown; choose one of {', '.join(PEFT_METHODS)}"]
@@ -255,7 +295,7 @@ def peft_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"peft.dropout must be in [0, 1) (got {peft.dropout})")
     if peft.target_modules == []:
         problems.append("peft.target_modules must name at least one module, or be null for the architecture's default")
-    if peft.method == "qlora" and not torch.cuda.is_available():
+    if peft.method == "qlora" and not facts.cuda:
         problems.append("peft=qlora needs a CUDA GPU (bitsandbytes 4-bit kernels) and none is available; use peft=lora")
     elif peft.method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("peft=qlora needs the bitsandbytes package: pip install 'trainer[qlora]'")
@@ -273,3 +313,109 @@ def positive(section: str, values: dict[str, float], allow_zero: Collection[str]
 
 def non_negative(section: str, values: dict[str, float]) -> list[str]:
     return positive(section, values, allow_zero=set(values))
+
+
+def model_directory_problems(directory: Path) -> list[str]:
+    """What a local model directory lacks to be loaded, checked without loading it: a readable
+    config.json, weights (safetensors headers read), and a tokenizer vocabulary."""
+    problems = []
+    config = directory / "config.json"
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append("has no config.json")
+    except (OSError, ValueError) as error:
+        problems.append(f"has a config.json that cannot be read ({error})")
+    weights = sorted(file for pattern in WEIGHT_FILES for file in directory.glob(pattern))
+    if not weights:
+        problems.append(f"holds no model weights (none of {', '.join(WEIGHT_FILES)})")
+    problems += [problem for file in weights if (problem := safetensors_problem(file))]
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        problems.append(f"holds no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    return problems
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file is unreadable; opening it reads and checks only its header."""
+    if file.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(file, framework="pt"):
+            return None
+    except (SafetensorError, OSError) as error:
+        return f"has a weights file {file.name} that is not readable safetensors ({error})"
+
+
+def precision_problems(name: str, facts: Facts) -> list[str]:
+    """Why this machine cannot train in `name`, as messages naming the setting to change."""
+    if name not in PRECISIONS:
+        return [f"precision={name} is unknown; choose one of {', '.join(PRECISIONS)}"]
+    if name == "fp16" and not facts.cuda:
+        return [
+            "precision=fp16 needs a CUDA GPU and none is available (on CPU it would silently "
+            "train in fp32); use precision=fp32, or precision=bf16"
+        ]
+    if name == "bf16" and facts.cuda and not facts.bf16_supported:
+        return ["precision=bf16 is not supported by this GPU; use precision=fp16 or precision=fp32"]
+    return []
+
+
+def preview_problems(config: PreviewConfig) -> list[str]:
+    """What is wrong with the preview section, one message per problem (the backend's name is
+    checked with the other choices, in trainer.config.validate)."""
+    problems = []
+    for key, value in {
+        "every_steps": config.every_steps,
+        "num_prompts": config.num_prompts,
+        "max_new_tokens": config.max_new_tokens,
+    }.items():
+        if value < 1:
+            problems.append(f"preview.{key} must be >= 1 (got {value})")
+    if config.temperature < 0:
+        problems.append(f"preview.temperature must be >= 0 (got {config.temperature}); 0 means greedy")
+    problems += token_env_problems(config.remote.token_env)
+    if config.backend == "remote":
+        problems += remote_problems(config)
+    return problems
+
+
+def remote_problems(config: PreviewConfig) -> list[str]:
+    remote = config.remote
+    problems = []
+    if not remote.url.startswith(("http://", "https://")):
+        problems.append(f"preview.remote.url={remote.url} must start with http:// or https://")
+    if remote.protocol not in REMOTE_PROTOCOLS:
+        problems.append(
+            f"preview.remote.protocol={remote.protocol} is unknown; choose one of {', '.join(REMOTE_PROTOCOLS)}"
+        )
+    if remote.timeout_sec <= 0:
+        problems.append(f"preview.remote.timeout_sec must be > 0 (got {remote.timeout_sec})")
+    if remote.retries < 0:
+        problems.append(f"preview.remote.retries must be >= 0 (got {remote.retries})")
+    return problems
+
+
+def distributed_problems(config: DistributedConfig, facts: Facts) -> list[str]:
+    problems = []
+    if config.nproc_per_node < 1:
+        problems.append(f"distributed.nproc_per_node must be >= 1 (got {config.nproc_per_node})")
+    if config.strategy not in STRATEGIES:
+        problems.append(f"distributed.strategy={config.strategy} is unknown; choose one of {', '.join(STRATEGIES)}")
+    elif config.strategy == "fsdp" and not facts.cuda:
+        # accelerate shards GPU processes only; on CPU it would quietly train with DDP instead.
+        problems.append("distributed.strategy=fsdp needs CUDA GPUs and none is available; use distributed.strategy=ddp")
+    if config.backend is not None and config.backend not in DISTRIBUTED_BACKENDS:
+        problems.append(
+            f"distributed.backend={config.backend} is unknown; choose one of {', '.join(DISTRIBUTED_BACKENDS)} or null"
+        )
+    if config.fsdp.state_dict_type not in STATE_DICT_TYPES:
+        problems.append(
+            f"distributed.fsdp.state_dict_type={config.fsdp.state_dict_type} is unknown; "
+            f"choose one of {', '.join(STATE_DICT_TYPES)}"
+        )
+    if config.deepspeed is not None:
+        if not Path(config.deepspeed).expanduser().is_file():
+            problems.append(f"distributed.deepspeed={config.deepspeed} does not exist (a DeepSpeed JSON config)")
+        if importlib.util.find_spec("deepspeed") is None:
+            problems.append("distributed.deepspeed needs the deepspeed package: pip install deepspeed")
+    return problems
