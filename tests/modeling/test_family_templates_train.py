@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
+import trainer.modeling.loading
 from tests.template_families import FAMILIES, family_tokenizer
-from trainer.config.schema import TinyModelConfig
+from trainer.config.schema import ModelConfig, TinyModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.chat_template import CHATML_TEMPLATE
+from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_model
 from trainer.run.outcome import EXIT_USER_ERROR
 
@@ -109,3 +112,15 @@ def test_a_conversation_the_template_refuses_names_its_record(make_config, tmp_p
         f"{data}:6 (example 5): the Gemma chat template refuses this conversation (Conversation roles must "
         "alternate user/assistant/user/assistant/...); change model.chat_template (auto|chatml|tokenizer)"
     )
+
+
+def test_a_refusing_template_stops_loading_before_the_weights_are_read(tmp_path, monkeypatch):
+    model_dir = pretrained_dir(tmp_path / "model", "phi-3.5", template=RAISING)
+
+    def weights_read(*args, **kwargs):
+        raise AssertionError("the model's weights were read before its template was checked")
+
+    monkeypatch.setattr(trainer.modeling.loading.AutoModelForCausalLM, "from_pretrained", weights_read)
+    config = ModelConfig(source="pretrained", architecture="llama", path=str(model_dir), chat_template="tokenizer")
+    with pytest.raises(TemplateError, match="refuses a plain conversation"):
+        trainer.modeling.loading.load_model_and_tokenizer(config, torch.float32)
