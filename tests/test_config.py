@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from trainer.config.load import to_trainer_config
-from trainer.config.schema import ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig
+from trainer.config.schema import DataConfig, ModelConfig, PrecisionConfig, ProfileConfig, TrainConfig, TrainerConfig
 from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
@@ -81,3 +81,11 @@ def test_sweep_presets_compose_and_validate(compose_dictconfig, preset, node, ta
     hydra = compose_dictconfig([preset], return_hydra_config=True).hydra
     assert hydra[node]._target_ == target
     validate_config(to_trainer_config(compose_dictconfig([preset, f"run.output_dir={tmp_path}"])), gather_facts())
+
+
+def test_data_max_length_follows_the_model_in_python_as_in_yaml(make_config):
+    """`data.max_length` defaults to `model.max_length` without Hydra too; set, it wins."""
+    assert TrainerConfig(model=ModelConfig(max_length=64)).data.max_length == 64
+    assert TrainerConfig(model=ModelConfig(max_length=64), data=DataConfig(max_length=32)).data.max_length == 32
+    assert make_config("model.max_length=64").data.max_length == 64
+    assert make_config("model.max_length=64", "data.max_length=null").data.max_length == 64

@@ -8,7 +8,7 @@ This module imports no torch or transformers: `--help` and `--cfg job` stay fast
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from omegaconf import MISSING
 
@@ -77,7 +77,9 @@ class DataConfig:
     validation: str | None = None
     validation_split: float = 0.1
     validation_max_samples: int = 64
-    max_length: int = 512
+    # Tokens per example; longer ones are truncated. None: model.max_length (resolved when the
+    # TrainerConfig is built; conf/train.yaml says the same with an interpolation).
+    max_length: int | None = None
     # None means the profile's system prompt template; "{date}" is filled with today's date.
     system_prompt: str | None = None
     # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
@@ -263,3 +265,8 @@ class TrainerConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        # Derived defaults, so a TrainerConfig built in Python (no Hydra) trains what the YAML does.
+        if self.data.max_length is None:
+            self.data = replace(self.data, max_length=self.model.max_length)
