@@ -18,6 +18,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from trainer.config.load import load_saved_config
 from trainer.errors import UserError
 from trainer.overrides import override_key
 from trainer.run.layout import SAVED_CONFIG, RunDirectory
@@ -82,7 +83,7 @@ def resumed_max_steps(run_dir: Path, overrides: list[str]) -> int:
     value = (
         OverridesParser.create().parse_override(given[-1]).value()
         if given
-        else OmegaConf.select(OmegaConf.load(run_dir / SAVED_CONFIG), "train.max_steps", default=0)
+        else OmegaConf.select(load_saved_config(run_dir / SAVED_CONFIG), "train.max_steps", default=0)
     )
     # Not a number: the config's validation reports it.
     return value if isinstance(value, int) else 0
@@ -130,7 +131,7 @@ def resumed_config(run_dir: Path, composed: DictConfig, overrides: list[str]) ->
         if (run_dir / RESUME_OUTPUT_SUBDIR).is_dir():
             shutil.copytree(run_dir / RESUME_OUTPUT_SUBDIR, run_dir / SAVED_CONFIG.parent, dirs_exist_ok=True)
         return composed
-    config = OmegaConf.load(run_dir / SAVED_CONFIG)
+    config = load_saved_config(run_dir / SAVED_CONFIG)
     for override in OverridesParser.create().parse_overrides(
         [item for item in overrides if override_key(item) in SAFE_KEYS]
     ):
