@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from trainer.__main__ import config_dir
 from trainer.run.outcome import EXIT_USER_ERROR
 
 
@@ -23,6 +25,23 @@ def test_help_and_cfg_do_not_import_torch_or_transformers(flag, tmp_path):
     completed = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     assert "HEAVY []" in completed.stdout
+
+
+def test_help_describes_every_config_group_with_its_options_and_default(compose_dictconfig, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "trainer", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    section = completed.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    described = {line.split()[0]: line.split(maxsplit=1)[1] for line in section.splitlines() if line.startswith("  ")}
+    conf = Path(config_dir())
+    groups = {path.name for path in conf.iterdir() if path.is_dir() and path.name != "hydra"}
+    assert set(described) == groups
+    defaults = compose_dictconfig(return_hydra_config=True).hydra.runtime.choices
+    for group in groups:
+        what, _, options = described[group].rpartition(": ")
+        assert len(what.split()) >= 4, f"{group}: no description"
+        listed = sorted(options.split(", "))
+        assert listed == sorted(f"{o.stem}{'*' * (o.stem == defaults[group])}" for o in (conf / group).glob("*.yaml"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is allowed where CUDA exists")
