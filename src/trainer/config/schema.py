@@ -1,5 +1,9 @@
 """The typed configuration of a run: one `TrainerConfig`, sections by concern.
 
+Every knob is documented here, once, beside its default; conf/ sets values and README shows uses.
+"HF default" marks a default that differs from the one of the library option it is handed to
+(transformers' `TrainingArguments`, PEFT's `LoraConfig`, accelerate's FSDP plugin).
+
 Hydra composes `conf/train.yaml` over this schema (registered by `trainer.config.load`), so
 unknown keys and wrong types are rejected at compose time. Semantic checks live in
 `trainer.config.validate`.
@@ -38,7 +42,8 @@ MIN_TREND_POINTS = 3
 
 @dataclass
 class TinyModelConfig:
-    """Shape of the locally built model (of family `model.architecture`) used when `model.source=tiny`."""
+    """Shape of the locally built model (of family `model.architecture`) used when `model.source=tiny`;
+    the fields are the model config's own (transformers' `Qwen3Config`/`LlamaConfig`)."""
 
     hidden_size: int = 128
     num_hidden_layers: int = 2
@@ -46,36 +51,48 @@ class TinyModelConfig:
     num_key_value_heads: int = 2
     intermediate_size: int = 384
     max_position_embeddings: int = 1024
+    # The byte-level BPE tokenizer, trained on the sample data, gets this many tokens.
     vocab_size: int = 512
+    # The weights' seed, independent of the training seed.
     init_seed: int = 0
 
 
 @dataclass
 class ModelConfig:
+    # The model's label in HParams, the sweep summary and the logs (a conf/model option's name).
     name: str = "tiny"
-    # The model family: builds the tiny model and picks LoRA's default target modules.
+    # The model family (qwen3 | llama | ...): builds the tiny model and picks LoRA's default target modules.
     architecture: str = "qwen3"
     # "tiny": built from `tiny` and cached; "pretrained": loaded with from_pretrained(path).
     source: str = "tiny"
+    # pretrained: a hub id (downloads once, online only) or a local directory holding config.json,
+    # the tokenizer and *.safetensors (offline).
     path: str | None = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    # Run Python code shipped with the model's repository; never needed for native families.
     trust_remote_code: bool = False
+    # sdpa: fused attention in torch; flash_attention_2 needs the flash-attn package.
+    # HF default: None (sdpa where the model supports it, else eager).
     attn_implementation: str = "sdpa"
     # Where built tiny models are cached (keyed by their shape); "~" is expanded.
     cache_dir: str = "~/.cache/trainer"
     # auto: the tokenizer's own template unless it has none, injects <think> blocks or cannot be
     # masked, then ChatML; chatml: always ChatML; tokenizer: always the tokenizer's own.
     chat_template: str = "auto"
-    # The sequence length this model trains at by default (data.max_length follows it).
+    # The sequence length this model trains at by default (data.max_length follows it); activation
+    # memory grows with it.
     max_length: int = 512
 
 
 @dataclass
 class DataConfig:
-    # None means the sample chat data shipped inside the package.
+    # A file (SUPPORTED_FORMATS) of chats; None means the sample chat data shipped inside the package.
     train: str | None = None
+    # A file like `train`; None: a seeded split held out of `train` (the two knobs below).
     validation: str | None = None
+    # Without `validation`: the share of `train` held out for the eval loss...
     validation_split: float = 0.1
+    # ...but at most this many examples (evaluation time stays flat as the data grows).
     validation_max_samples: int = 64
     # Tokens per example; longer ones are truncated. None: model.max_length (resolved when the
     # TrainerConfig is built; conf/train.yaml says the same with an interpolation).
@@ -84,7 +101,8 @@ class DataConfig:
     system_prompt: str | None = None
     # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
     on_bad_record: str = "error"
-    # Padding-free batches: examples laid end to end, attention kept within each example.
+    # Padding-free batches: examples laid end to end, attention kept within each example; faster
+    # with mixed lengths, same loss.
     packing: bool = False
     # A resume refuses data whose content changed since the run started; true continues on it
     # (logged, and recorded in the run's data.json).
@@ -103,14 +121,17 @@ class DataConfig:
 
 @dataclass
 class ProfileConfig:
+    # The data contract applied to every chat example: one of conf/profile/ (trainer.profiles).
     name: str = "plain"
-    # Share of examples that get the emoji contract (emoji_think only).
+    # Share of examples that get the emoji contract (emoji_think only); which ones is fixed by
+    # (seed, index). Below 1.0 the model also sees plain answers, at the cost of a weaker habit.
     emoji_ratio: float = 1.0
 
 
 @dataclass
 class PrecisionConfig:
-    # fp32 | bf16 | fp16: drives the model dtype and the mixed-precision training flags together.
+    # fp32 | bf16 | fp16: drives the model dtype and the mixed-precision training flags together
+    # (TrainingArguments' bf16/fp16; fp16 needs CUDA). HF default: fp32 too.
     name: str = "fp32"
 
 
@@ -120,68 +141,109 @@ DEFAULT_MODEL_NAME = "default"
 
 @dataclass
 class RemotePreviewConfig:
-    # The inference server's base URL (trainer.serve, vLLM, llama.cpp server, TGI, ...).
+    # The inference server's base URL, without /v1 (trainer.serve, vLLM, llama.cpp server, TGI, ...).
     url: str = "http://127.0.0.1:8765"
     # "openai": POST /v1/chat/completions; "generate": POST /generate (prompt text in, text out).
     protocol: str = "openai"
-    # The model name sent while no checkpoint exists (or always, with send_checkpoint=false);
-    # None asks trainer.serve for the model it was started with.
+    # The model name sent while no checkpoint exists (or always, with send_checkpoint=false), e.g.
+    # vLLM's served name; None asks trainer.serve for the model it was started with.
     model: str | None = None
     # Send the newest checkpoint directory (absolute) as the model, for a server that shares the
     # filesystem; trainer.serve serves it only when started with --allow-dir over the runs' directory.
     send_checkpoint: bool = True
     # Per request; also the longest the end of training waits for the server, all rounds together.
     timeout_sec: float = 30.0
+    # More retries ride out server restarts, but a dead server costs more at the end of training.
     retries: int = 1
     # The NAME of an environment variable holding a bearer token; the token itself is never
-    # part of the config or the run directory.
+    # part of the config, the logs or the run directory (a token given here is refused).
     token_env: str | None = None
 
 
 @dataclass
 class PreviewConfig:
+    # none | local: generated on the training thread, with the profile's logits processors |
+    # remote: asked of an HTTP server off the training thread (a slow server never stalls a step).
     backend: str = "none"
+    # Steps between previews, plus one at the end; a remote round still waiting skips the next.
     every_steps: int = 100
+    # Prompts per preview: a fixed, seeded choice from the validation set.
     num_prompts: int = 2
+    # Longest answer; local previews cost num_prompts x max_new_tokens of generation each.
     max_new_tokens: int = 64
-    # 0: greedy; > 0: sampled, seeded per step.
+    # 0: greedy (comparable across steps); > 0: sampled, seeded per step.
     temperature: float = 0.0
     remote: RemotePreviewConfig = field(default_factory=RemotePreviewConfig)
 
 
 @dataclass
 class TrainConfig:
+    """The optimisation loop, handed to transformers' `TrainingArguments` under the same names
+    unless noted. Defaults suit the tiny model's short run; "HF default" marks where they differ."""
+
+    # Peak learning rate; high for the tiny model: ~1e-5..2e-4 for real models (higher with LoRA).
+    # HF default: 5e-5.
     learning_rate: float = 2e-3
+    # Any of transformers' SchedulerType names (linear, cosine, constant, ...). HF default: linear.
     lr_scheduler_type: str = "cosine"
+    # Share of the steps that warm the learning rate up from 0 (passed as warmup_steps < 1).
+    # HF default: 0.
     warmup_ratio: float = 0.05
+    # Decoupled (AdamW) weight decay.
     weight_decay: float = 0.0
+    # Gradients are clipped to this global norm.
     max_grad_norm: float = 1.0
+    # HF default: 8.
     per_device_train_batch_size: int = 16
+    # HF default: 8.
     per_device_eval_batch_size: int = 32
+    # Effective batch = per_device_train_batch_size x gradient_accumulation_steps x processes.
     gradient_accumulation_steps: int = 1
-    # max_steps > 0 wins over num_train_epochs; -1 trains for num_train_epochs.
+    # > 0 wins over num_train_epochs; -1 trains for num_train_epochs. HF default: -1.
     max_steps: int = 300
+    # HF default: 3.0.
     num_train_epochs: float = 1.0
+    # Steps between logged losses (the first step is always logged). HF default: 500.
     logging_steps: int = 10
+    # Steps between evaluations of the validation set. HF default: None (logging_steps).
     eval_steps: int = 50
+    # Steps between checkpoints. HF default: 500.
     save_steps: int = 100
+    # Newest checkpoints kept under checkpoints/. HF default: None (all kept).
     save_total_limit: int = 2
+    # Any of transformers' OptimizerNames. adamw_torch_fused: one fused kernel per step (CPU and
+    # CUDA); adamw_torch: the reference loop; paged_adamw_8bit (bitsandbytes): a quarter of the
+    # optimizer memory, for qlora.
     optim: str = "adamw_torch_fused"
+    # > 0 overlaps loading with compute, at the cost of worker start-up.
     dataloader_num_workers: int = 0
+    # Recompute activations in backward: far less memory, slower steps (TrainingArguments'
+    # activation_checkpointing; under FSDP prefer distributed.fsdp.activation_checkpointing).
     gradient_checkpointing: bool = False
+    # Faster steps after a slow first compile (minutes on CPU); each new padded length recompiles,
+    # none with data.tokens_per_batch.
     torch_compile: bool = False
 
 
 @dataclass
 class PeftConfig:
-    # none: full fine-tune | lora: low-rank adapters | qlora: lora over a 4-bit base (CUDA only).
+    """Adapters, handed to PEFT's `LoraConfig` (alpha as lora_alpha, dropout as lora_dropout)."""
+
+    # none: full fine-tune | lora: low-rank adapters | qlora: lora over a 4-bit NF4 base
+    # (bitsandbytes, CUDA only).
     method: str = "none"
+    # Adapter rank: capacity (and adapter size) grows with it. PEFT default: 8.
     r: int = 16
+    # Updates are scaled by alpha / r; keep alpha = 2 r when changing r. PEFT default: 8.
     alpha: int = 32
+    # On the adapter's input; 0 for tiny data sets that should memorise. PEFT default: 0.
     dropout: float = 0.05
-    # None: the architecture's default (every attention and MLP projection).
+    # None: the architecture's default: every attention and MLP projection (q/k/v/o, gate/up/down)
+    # for qwen3 and llama, every linear layer but the output for other families. Fewer modules:
+    # less memory, less capacity.
     target_modules: list[str] | None = None
-    # Modules trained in full beside the adapters; None: the embeddings when the tokenizer gained tokens.
+    # Modules trained in full and saved beside the adapters; None: the input and output embeddings
+    # when the tokenizer gained tokens (their new rows must learn), nothing otherwise.
     modules_to_save: list[str] | None = None
     # lora/qlora: also write base + adapter merged into one full model (final_model/merged/).
     merge_on_save: bool = False
@@ -189,16 +251,17 @@ class PeftConfig:
 
 @dataclass
 class MonitoringConfig:
+    # TensorBoard events (scalars, HParams, previews) in the run directory.
     tensorboard: bool = True
-    # Level of transformers' own log lines in the console and trainer.log.
+    # Level of transformers' own log lines in the console and trainer.log: debug | info | warning | error.
     transformers_log_level: str = "warning"
-    # Least seconds between rewrites of status.json; 0 rewrites it every step (tests, debugging).
+    # Least seconds between rewrites of status.json; 0 rewrites it every step (a file write each).
     status_interval_sec: float = 2.0
-    # Logged losses the loss trend and the loss-noise alert look back over.
+    # Logged losses the loss trend and the loss-noise alert look back over; larger: steadier, slower.
     loss_window: int = 10
     # Alert when tokens/s falls this share below the run's best (0.5: to half).
     alert_throughput_drop: float = 0.5
-    # Alert when the validation loss exceeds the train loss by this share (0.5: 1.5x).
+    # Alert when the validation loss exceeds the train loss by this share (0.5: 1.5x): overfitting.
     alert_train_val_gap: float = 0.5
     # Alert when the loss swings around its trend by more than this share of its mean.
     alert_loss_noise: float = 0.25
@@ -206,8 +269,10 @@ class MonitoringConfig:
 
 @dataclass
 class SweepConfig:
-    # The metric that marks the best job of a sweep and that the job returns to sweepers (Optuna).
+    # eval_loss | final_loss | tokens_per_sec: marks the best job of a sweep (summary.csv/md/png at
+    # its root) and is what each job returns to sweepers (Optuna).
     metric: str = "eval_loss"
+    # min | max: which end of `metric` is best (an Optuna sweeper's direction must agree).
     mode: str = "min"
     # Stop a sweep at its first failed job instead of recording it and going on.
     fail_fast: bool = False
@@ -224,7 +289,8 @@ class FsdpConfig:
     cpu_offload: bool = False
     # FSDP's own activation checkpointing (prefer it to train.gradient_checkpointing under FSDP).
     activation_checkpointing: bool = False
-    # FULL_STATE_DICT: one loadable checkpoint | SHARDED_STATE_DICT: one file per rank, faster saves.
+    # FULL_STATE_DICT: one loadable checkpoint | SHARDED_STATE_DICT: one file per rank, faster saves
+    # of big models. HF default (FSDP2): SHARDED_STATE_DICT.
     state_dict_type: str = "FULL_STATE_DICT"
 
 
@@ -233,7 +299,8 @@ class DistributedConfig:
     # Processes the job starts with torchrun on this machine; 1: none (the job runs in this process,
     # or under the torchrun/accelerate that started it).
     nproc_per_node: int = 1
-    # ddp: a full replica per process | fsdp: parameters, gradients and optimizer state sharded.
+    # ddp: a full replica per process, fastest while the model fits | fsdp: parameters, gradients
+    # and optimizer state sharded, for models that do not.
     strategy: str = "ddp"
     # None: nccl on CUDA, gloo on CPU.
     backend: str | None = None
@@ -264,6 +331,8 @@ class TrainerConfig:
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # Seeds training, the validation split, the profile's per-example choices and the data order
+    # (TrainingArguments' seed and data_seed).
     seed: int = 42
 
     def __post_init__(self) -> None:
