@@ -19,8 +19,8 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.errors import UserError
-from trainer.overrides import override_key
 from trainer.run.layout import SAVED_CONFIG, RunDirectory
+from trainer.run.overrides import override_key
 
 RESUME_PREFIX = "resume="
 SWEEP_FLAGS = ("--multirun", "-m")
