@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer.cli_errors import exit_on_error, hydra_errors_raised
+from trainer.cli.errors import exit_on_error, hydra_errors_raised
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
 from trainer.errors import ConfigError
