@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import status as status_command
 from trainer.__main__ import main as trainer_main
+from trainer.cli import status as status_command
 from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.run.status import Alert, StatusWriter
 
