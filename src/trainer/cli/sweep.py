@@ -18,10 +18,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from trainer.cli.argv import resume_overrides
 from trainer.errors import UserError
 from trainer.interruption import STOP_SIGNALS
 from trainer.run.outcome import EXIT_USER_ERROR
-from trainer.run.resume import RESUME_OUTPUT_SUBDIR, refuse_unsafe_overrides
+from trainer.run.resume import refuse_unsafe_overrides
 
 USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 # Overrides the resume sets itself, so the originals must not compete with them.
@@ -37,8 +38,7 @@ def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
     original = OmegaConf.load(multirun_config).hydra.overrides.task
     kept = [item for item in original if not item.startswith(RESUME_OWNED)]
     return [
-        sys.executable, "-m", "trainer", "--multirun", *kept, *extra,
-        f"hydra.sweep.dir={sweep_dir}", f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}", "run.resume=true",
+        sys.executable, "-m", "trainer", "--multirun", *kept, *extra, *resume_overrides("hydra.sweep.dir", sweep_dir)
     ]  # fmt: skip
 
 
