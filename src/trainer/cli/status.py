@@ -1,6 +1,8 @@
-"""`python -m trainer.status DIR [--watch [SECONDS]]`: how a run is doing, read from its status.json.
+"""`trainer status DIR [--watch [SECONDS]]` (also `python -m trainer.status`): how a run is doing,
+read from its status.json.
 
-A run directory gets one screen; a sweep directory (multirun/DATE/TIME) one line per job.
+A run directory gets one screen; a sweep directory (multirun/DATE/TIME) one line per job, the
+jobs listed as the sweep's summary lists them (those not started yet included).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 from trainer.errors import NotARunError
 from trainer.run.outcome import EXIT_USER_ERROR
-from trainer.run.status import FINISHED, STALE, RunStatus, StatusReader
+from trainer.run.status import STALE, RunStatus, StatusReader
+from trainer.sweep.summary import NOT_STARTED, sweep_jobs
 
 CLEAR_SCREEN = "\033[H\033[2J"
 BAR_WIDTH = 30
+# A sweep's table: each column's title and width; the overrides follow, unpadded.
+SWEEP_COLUMNS = (
+    ("job", 5), ("status", 13), ("step", 12), ("loss", 9), ("val_loss", 10), ("tokens/s", 10), ("eta", 9), ("alerts", 16),
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,21 +61,17 @@ def watch(directory: Path, interval_sec: float) -> None:
         screen = render(directory)
         print(CLEAR_SCREEN + screen if sys.stdout.isatty() else screen, flush=True)
         reader = StatusReader(directory)
-        if reader.exists() and shown_status(reader.read()) in (*FINISHED, STALE):
+        if reader.exists() and reader.read().has_ended():
             return
         time.sleep(interval_sec)
-
-
-def shown_status(status: RunStatus) -> str:
-    """The run's status, or `stale` where it says it is running but its process is gone."""
-    return STALE if status.stale_reason() else status.status
 
 
 def render(directory: Path) -> str:
     reader = StatusReader(directory)
     if reader.exists():
         return render_run(directory, reader.read())
-    if jobs := job_dirs(directory):
+    jobs = sweep_jobs(directory) if directory.is_dir() else {}
+    if any(StatusReader(job).exists() for job in jobs):
         return render_sweep(jobs)
     if not directory.is_dir():
         raise NotARunError(f"{directory} does not exist or is not a directory")
@@ -78,14 +79,6 @@ def render(directory: Path) -> str:
         f"{directory} is not a run directory (it holds no status.json) "
         "nor a sweep directory (it holds no numbered job directories with one)"
     )
-
-
-def job_dirs(directory: Path) -> list[Path]:
-    """The numbered job directories of a sweep that have a status, in job order."""
-    if not directory.is_dir():
-        return []
-    jobs = [path for path in directory.iterdir() if path.name.isdigit() and StatusReader(path).exists()]
-    return sorted(jobs, key=lambda path: int(path.name))
 
 
 def render_run(directory: Path, status: RunStatus) -> str:
@@ -103,26 +96,30 @@ def render_run(directory: Path, status: RunStatus) -> str:
     return "\n".join(f"{label:<10}{indent_continuation(text)}" for label, text in rows)
 
 
-def render_sweep(jobs: list[Path]) -> str:
-    header = f"{'job':<5}{'status':<11}{'step':<12}{'loss':<9}{'val_loss':<10}{'tokens/s':<10}{'eta':<9}{'alerts':<16}overrides"
-    lines = [header]
-    for job in jobs:
-        status = StatusReader(job).read()
-        alerts = ",".join(alert.type for alert in status.alerts) or "-"
-        lines.append(
-            f"{job.name:<5}{shown_status(status):<11}{steps(status):<12}{number(status.loss, '.4f'):<9}"
-            f"{number(status.validation_loss, '.4f'):<10}{number(status.tokens_per_sec, ',.0f'):<10}"
-            f"{duration(status.eta_sec):<9}{alerts:<16}{' '.join(job_overrides(job))}"
-        )
+def render_sweep(jobs: dict[Path, list[str]]) -> str:
+    lines = [sweep_line([name for name, _ in SWEEP_COLUMNS], "overrides")]
+    for job, overrides in jobs.items():
+        reader = StatusReader(job)
+        cells = job_cells(reader.read()) if reader.exists() else [NOT_STARTED, *["-"] * (len(SWEEP_COLUMNS) - 2)]
+        lines.append(sweep_line([job.name, *cells], " ".join(overrides)))
     return "\n".join(lines)
 
 
-def job_overrides(job: Path) -> list[str]:
-    """The command-line overrides Hydra recorded for the job: what sets it apart in the sweep."""
-    path = job / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+def job_cells(status: RunStatus) -> list[str]:
+    """A started job's cells after its number."""
+    return [
+        status.shown_status(),
+        steps(status),
+        number(status.loss, ".4f"),
+        number(status.validation_loss, ".4f"),
+        number(status.tokens_per_sec, ",.0f"),
+        duration(status.eta_sec),
+        ",".join(alert.type for alert in status.alerts) or "-",
+    ]
+
+
+def sweep_line(cells: list[str], overrides: str) -> str:
+    return "".join(f"{cell:<{width}}" for cell, (_, width) in zip(cells, SWEEP_COLUMNS, strict=True)) + overrides
 
 
 def describe_status(status: RunStatus) -> str:
