@@ -1,4 +1,6 @@
-"""`python -m trainer` (and the `trainer` console script): compose the config with Hydra, run the job, exit with its outcome."""
+"""`trainer` (`python -m trainer`): `status DIR`, `sweep resume=DIR` and `serve --model PATH` are
+commands of their own; any other command line is a run's: Hydra composes the config, the job runs,
+the process exits with its outcome. The only code that edits sys.argv."""
 
 from __future__ import annotations
 
@@ -89,11 +91,25 @@ def run_job(config: TrainerConfig, rank: LaunchedRank | None) -> TrainingResult:
 
 
 def main() -> None:
-    # `trainer status DIR` (the console script) is `python -m trainer.status DIR`.
-    if sys.argv[1:2] == ["status"]:
+    command, arguments = sys.argv[1:2], sys.argv[2:]
+    # Imported on use: each command loads only what it needs (`trainer status` stays instant).
+    if command == ["status"]:
         from trainer.cli.status import main as show_status
 
-        sys.exit(show_status(sys.argv[2:]))
+        sys.exit(show_status(arguments))
+    if command == ["sweep"]:
+        from trainer.cli.sweep import main as resume_sweep
+
+        sys.exit(resume_sweep(arguments))
+    if command == ["serve"]:
+        from trainer.serve.__main__ import main as serve
+
+        serve(arguments)
+        return
+    run_from_command_line()
+
+
+def run_from_command_line() -> None:
     with exit_on_error():
         sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
