@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from trainer.__main__ import config_dir
+from trainer.cli.main import config_dir
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
 

@@ -65,3 +65,20 @@ def test_a_misspelt_key_exits_2_and_names_the_key_it_meant(run_cli, tmp_path):
     assert completed.returncode == EXIT_USER_ERROR
     assert "train.learnin_rate is not a setting; did you mean train.learning_rate?" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["sweep", "resume=nowhere"], "Cannot resume: nowhere is not a sweep directory: it has no multirun.yaml"),
+        (["serve", "--model", "nowhere"], "--model nowhere: not a model directory (no config.json in it)"),
+    ],
+)
+def test_sweep_and_serve_are_commands_of_trainer(command, message, monkeypatch, capsys, caplog):
+    from trainer.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["trainer", *command])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == EXIT_USER_ERROR
+    assert message in capsys.readouterr().err + caplog.text

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainer.__main__ import config_dir
-from trainer.cli_errors import user_error_message
+from trainer.cli.errors import user_error_message
+from trainer.cli.main import config_dir
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import ProfileConfig, TrainerConfig
 from trainer.config.validate import settings as config_settings

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from trainer.overrides import distinguishing_overrides, session_name, tensorboard_run_name
 from trainer.run.layout import RunDirectory
+from trainer.run.overrides import distinguishing_overrides, session_name, tensorboard_run_name
 
 
 def hydra_run(run_dir: Path, overrides: list[str], sweeper_params: dict | None = None) -> Path:

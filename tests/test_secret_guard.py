@@ -9,11 +9,11 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from trainer.cli.secret_guard import refuse_secrets
 from trainer.config.validate import token_env_problems, validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
 from trainer.run.outcome import EXIT_USER_ERROR
-from trainer.secret_guard import refuse_secrets
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 

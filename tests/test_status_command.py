@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import status as status_command
 from trainer.__main__ import main as trainer_main
+from trainer.cli import status as status_command
 from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.run.status import Alert, StatusWriter
 
@@ -113,3 +113,20 @@ def test_watch_ends_on_a_run_whose_process_was_killed_and_calls_it_stale(tmp_pat
     assert watched.returncode == 0
     assert "Status    stale (last written as training; its process " in watched.stdout
     assert "is gone)" in watched.stdout
+
+
+def test_a_sweep_lists_its_jobs_as_its_summary_does_planned_ones_included(tmp_path, capsys):
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n"
+        "  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "  overrides:\n    task: ['train.max_steps=4,8,12', 'run.resume=true']\n"
+    )
+    write_job(tmp_path, 0, ["train.max_steps=4", "run.resume=true"], status="interrupted", current_step=3)
+    write_job(tmp_path, 1, ["train.max_steps=8", "run.resume=true"], status="training", current_step=1)
+    assert status_command.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines[1:]] == [
+        ["0", "interrupted", "3/?", "-", "-", "-", "-", "-", "train.max_steps=4"],
+        ["1", "training", "1/?", "-", "-", "-", "-", "-", "train.max_steps=8"],
+        ["2", "not", "started", "-", "-", "-", "-", "-", "-", "train.max_steps=12"],
+    ]

@@ -148,12 +148,12 @@ def test_a_crash_exits_1_with_one_line_and_its_traceback_in_trainer_log(tmp_path
 
 def test_a_crash_outside_the_run_keeps_its_traceback_in_a_file(tmp_path):
     crash = (
-        "import sys, trainer.__main__\n"
+        "import sys, trainer.cli.main\n"
         "def crash(*args, **kwargs):\n"
         "    raise RuntimeError('boom')\n"
-        "trainer.__main__.run_job = crash\n"
+        "trainer.cli.main.run_job = crash\n"
         f"sys.argv = ['trainer', 'hydra.run.dir={tmp_path / 'run'}']\n"
-        "trainer.__main__.main()\n"
+        "trainer.cli.main.main()\n"
     )
     completed = subprocess.run([sys.executable, "-c", crash], cwd=tmp_path, capture_output=True, text=True)
     assert completed.returncode == EXIT_CRASHED, completed.stderr

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from trainer.cli.argv import rank_overrides
 from trainer.errors import ConfigError
-from trainer.run.rendezvous import LaunchedRank, hydra_override, rank_overrides
+from trainer.run.overrides import hydra_override
+from trainer.run.rendezvous import LaunchedRank
 
 TORCHRUN_RANK_1 = {
     "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500",

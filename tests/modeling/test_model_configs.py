@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.__main__ import config_dir
+from trainer.cli.main import config_dir
 from trainer.config.validate import validate_config
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts

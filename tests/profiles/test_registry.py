@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.__main__ import config_dir
+from trainer.cli.main import config_dir
 from trainer.config.schema import ProfileConfig
 from trainer.data.preparation import load_record_split
 from trainer.errors import DataError

@@ -15,7 +15,7 @@ from trainer.errors import ConfigError
 from trainer.run.files import write_json_atomic
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import TrainingResult
-from trainer.run.rendezvous import hydra_override
+from trainer.run.overrides import hydra_override
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.config.schema import TrainerConfig
-from trainer.overrides import distinguishing_overrides, override_key, session_name
 from trainer.profiles import PROFILES
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import TrainingResult
+from trainer.run.overrides import distinguishing_overrides, override_key, session_name
 
 HParamValue = str | int | float | bool
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
-from trainer.overrides import tensorboard_run_name
 from trainer.run.files import write_json_atomic
+from trainer.run.overrides import tensorboard_run_name
 
 log = logging.getLogger(__name__)
 

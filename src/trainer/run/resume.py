@@ -1,10 +1,11 @@
 """`python -m trainer resume=outputs/DATE/TIME [SAFE OVERRIDE ...]`: continue a run in its own
 directory with the config it was started with.
 
-The command line is rewritten before Hydra sees it: Hydra keeps the run's directory (and writes
-this invocation's files under `.hydra/resume/`, leaving the original `.hydra/` alone), and the
-job then loads the run's saved config and applies only overrides that cannot change what is
-being trained. The directory a command line names is claimed here, before Hydra writes into it.
+The command line is rewritten before Hydra sees it (trainer.cli.argv, after `refuse_unresumable`):
+Hydra keeps the run's directory (and writes this invocation's files under `.hydra/resume/`,
+leaving the original `.hydra/` alone), and the job then loads the run's saved config and applies
+only overrides that cannot change what is being trained. The directory a command line names is
+claimed here, before Hydra writes into it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.config.load import load_saved_config
 from trainer.errors import UserError
-from trainer.overrides import override_key
 from trainer.run.layout import SAVED_CONFIG, RunDirectory
+from trainer.run.overrides import override_key
 
-RESUME_PREFIX = "resume="
 SWEEP_FLAGS = ("--multirun", "-m")
 # Where Hydra records a resume's own config and overrides, beside the run's original `.hydra/`.
 RESUME_OUTPUT_SUBDIR = ".hydra/resume"
@@ -46,25 +46,13 @@ SAFE_KEYS = (
 )
 
 
-def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
-    """The Hydra command line for `resume=DIR ...`; other command lines are returned unchanged."""
-    resume = [argument for argument in arguments if argument.startswith(RESUME_PREFIX)]
-    if not resume:
-        return arguments
-    run_dir = Path(resume[-1].removeprefix(RESUME_PREFIX))
-    if any(argument in SWEEP_FLAGS for argument in arguments):
-        raise UserError(f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={run_dir}`")
+def refuse_unresumable(run_dir: Path, overrides: list[str]) -> None:
+    """Raise `UserError` unless `run_dir` is a run that a resume with `overrides` can continue."""
     if not (run_dir / SAVED_CONFIG).is_file():
         raise UserError(f"Cannot resume: {run_dir} is not a run directory (it has no {SAVED_CONFIG})")
-    overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
     refuse_unsafe_overrides(overrides)
     # Refused here, a resume too short for its checkpoint writes nothing (not even .hydra/resume/).
     RunDirectory(run_dir).checkpoint_to_resume(resumed_max_steps(run_dir, overrides))
-    flags = [argument for argument in arguments if argument.startswith("-")]
-    return [
-        *flags, *overrides, f"hydra.run.dir={run_dir}", f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}",
-        "run.resume=true",
-    ]  # fmt: skip
 
 
 def refuse_unsafe_overrides(overrides: list[str]) -> None:

@@ -81,6 +81,14 @@ class RunStatus:
             return f"no status written for {silent:.0f}s"
         return None
 
+    def shown_status(self, now: datetime | None = None) -> str:
+        """What a reader calls the run: its status, or `stale` where its process is gone."""
+        return STALE if self.stale_reason(now) else self.status
+
+    def has_ended(self) -> bool:
+        """Finished or stale: nothing will change this status any more."""
+        return self.shown_status() in (*FINISHED, STALE)
+
     def to_dict(self) -> dict[str, Any]:
         # JSON has no NaN or Infinity: a non-finite number is written as null.
         return {key: None if is_non_finite(value) else value for key, value in asdict(self).items()}

@@ -1,1 +1,2 @@
-"""Sweeps (`--multirun`): the summary across jobs, job reuse on resume, and the resume command."""
+"""Sweeps (`--multirun`): the job listing and summary across jobs, job reuse on resume; the
+resume command is trainer.cli.sweep."""

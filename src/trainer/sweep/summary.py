@@ -11,10 +11,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from trainer.overrides import job_overrides, visible
 from trainer.run.files import write_text_atomic
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import INTERRUPTED
+from trainer.run.overrides import job_overrides, visible
 from trainer.sweep.metrics import best_index, metric_value
 
 NOT_STARTED = "not started"

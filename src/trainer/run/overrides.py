@@ -1,9 +1,11 @@
 """A run's Hydra overrides, read back from its directory, and the ones that set it apart: those
 its sweep varies (or, for a single run, all of them). They name the run in TensorBoard and in the
-HParams table, so a sweep's jobs are told apart without opening summary.md."""
+HParams table, so a sweep's jobs are told apart without opening summary.md. Also the one way an
+override is written for Hydra to read back (`hydra_override`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -12,6 +14,8 @@ from omegaconf import OmegaConf
 HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
 # Longest TensorBoard run directory name: file systems allow 255 bytes.
 MAX_NAME_LENGTH = 160
+# Values Hydra's override grammar reads as they are; anything else is quoted.
+PLAIN_VALUE = re.compile(r"[\w./~:+-]+")
 
 
 def job_overrides(job_dir: Path) -> list[str]:
@@ -29,6 +33,14 @@ def visible(overrides: list[str]) -> list[str]:
 
 def override_key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
+
+
+def hydra_override(key: str, value: str) -> str:
+    """`key=value` as Hydra's override grammar reads it back, quoting paths with spaces and the like."""
+    if PLAIN_VALUE.fullmatch(value):
+        return f"{key}={value}"
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{key}='{escaped}'"
 
 
 def swept_keys(run_dir: Path) -> set[str]:

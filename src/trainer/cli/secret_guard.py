@@ -11,7 +11,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.cli_errors import exit_on_error
+from trainer.cli.errors import exit_on_error
 from trainer.config.validate import TOKEN_ENV_KEY, token_env_problems
 from trainer.errors import ConfigError
 

@@ -1,0 +1,68 @@
+"""The command line as Hydra gets it: `resume=DIR` rewritten into the overrides that continue the
+run in its own directory, and, under torchrun, the overrides that put every rank into the one run
+directory rank 0's Hydra picks. Values are written with `hydra_override`, so a path with spaces
+or quotes reaches Hydra unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.errors import ConfigError, UserError
+from trainer.run.overrides import hydra_override
+from trainer.run.rendezvous import LaunchedRank, published_run_dir
+from trainer.run.resume import RESUME_OUTPUT_SUBDIR, SWEEP_FLAGS, refuse_unresumable
+
+RESUME_PREFIX = "resume="
+
+
+def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
+    """The Hydra command line for `resume=DIR ...`; other command lines are returned unchanged."""
+    resume = [argument for argument in arguments if argument.startswith(RESUME_PREFIX)]
+    if not resume:
+        return arguments
+    run_dir = Path(resume[-1].removeprefix(RESUME_PREFIX))
+    if any(argument in SWEEP_FLAGS for argument in arguments):
+        raise UserError(f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={run_dir}`")
+    overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
+    refuse_unresumable(run_dir, overrides)
+    flags = [argument for argument in arguments if argument.startswith("-")]
+    return [*flags, *overrides, *resume_overrides("hydra.run.dir", run_dir)]
+
+
+def resume_overrides(directory_key: str, directory: Path) -> list[str]:
+    """Hydra writes into `directory` (`hydra.run.dir` or `hydra.sweep.dir`) again, its record of
+    this invocation beside the original `.hydra/`, and the job runs in resume mode."""
+    return [
+        hydra_override(directory_key, str(directory)),
+        f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}",
+        "run.resume=true",
+    ]
+
+
+def rank_overrides(rank: LaunchedRank | None, arguments: list[str]) -> list[str]:
+    """Hydra overrides that put this rank into the job's one run directory. Rank 0 needs none:
+    its Hydra decides, and it shares the result with `publish_run_dir`."""
+    if rank is None:
+        return []
+    if any(argument in SWEEP_FLAGS for argument in arguments):
+        raise ConfigError(
+            [
+                "--multirun under torchrun would run the whole sweep on every rank; "
+                "start the sweep without torchrun and give each job processes with distributed.nproc_per_node=N"
+            ]
+        )
+    chosen = any(argument.startswith("hydra.run.dir=") for argument in arguments)
+    if not chosen and not rank.agent_store:
+        raise ConfigError(
+            [
+                "this launcher gives the ranks no shared store to agree on a run directory; "
+                "pass the same hydra.run.dir=DIR to every rank (e.g. outputs/$SLURM_JOB_ID)"
+            ]
+        )
+    if rank.rank == 0:
+        return []
+    # Rank 0 alone records the composed config in .hydra/.
+    overrides = ["hydra.output_subdir=null"]
+    if not chosen:
+        overrides.append(hydra_override("hydra.run.dir", published_run_dir(rank)))
+    return overrides
