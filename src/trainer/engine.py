@@ -26,8 +26,6 @@ from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError, first_line
 from trainer.facts import gather_facts
-from trainer.interruption import StopRequest, graceful_stop
-from trainer.job_isolation import isolated_job
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.environment import describe_environment
@@ -39,6 +37,8 @@ from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.profiles import build_profile
 from trainer.run.files import write_json_atomic
+from trainer.run.interruption import StopRequest, graceful_stop
+from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import INTERRUPTED, TrainingResult
 from trainer.run.status import StatusWriter

@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from trainer.errors import UserError
-from trainer.interruption import STOP_SIGNALS
+from trainer.run.interruption import STOP_SIGNALS
 from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.run.resume import RESUME_OUTPUT_SUBDIR, refuse_unsafe_overrides
 
