@@ -26,13 +26,9 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
 from trainer.errors import ConfigError
 from trainer.modeling.packed_attention import use_per_example_attention
-from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
-from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
-from trainer.run.status import StatusWriter
 
 
 class RunTrainer(Trainer):
@@ -145,18 +141,10 @@ def build_hf_trainer(
     tokenizer: PreTrainedTokenizerBase,
     data: TokenizedData,
     plan: PrecisionPlan,
-    status: StatusWriter,
+    callbacks: list[TrainerCallback],
 ) -> Trainer:
+    """The Trainer of a run, with the callbacks `trainer.recipe.training_callbacks` assembles."""
     sampler = token_budget_sampler(config, data)
-    # The monitor comes first: it adds tokens/s to the log events the others report.
-    callbacks = [
-        IntervalsFromArguments(),
-        TrainingMonitorCallback(status, config.monitoring),
-        MetricsLogCallback(),
-        FinalEvaluationCallback(),
-    ]
-    if config.monitoring.tensorboard:
-        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
     trainer = RunTrainer(
         model=model,
         args=build_training_arguments(config, run_dir, plan, has_validation=data.validation is not None),
@@ -167,8 +155,9 @@ def build_hf_trainer(
         callbacks=callbacks,
     )
     trainer.batch_sampler = sampler
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ProgressBarCallback())
+    # The Trainer adds its own progress bar after the given callbacks: the run's (a subclass) replaces it.
+    for callback in [callback for callback in trainer.callback_handler.callbacks if type(callback) is ProgressCallback]:
+        trainer.remove_callback(callback)
     return trainer
 
 
