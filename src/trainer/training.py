@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from trainer.errors import ConfigError
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
+from trainer.run.files import staged_directory
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
 
 
@@ -60,25 +60,28 @@ class RunTrainer(Trainer):
         return loss
 
     def _save_checkpoint(self, model, trial):
-        """Save into checkpoints/.staging/, write its manifest, then rename into checkpoints/: a
-        kill mid-save leaves no checkpoint-N that looks complete; then keep the newest
-        `save_total_limit`."""
+        """Every rank saves its part into checkpoints/.staging/checkpoint-N; the one that saves
+        writes the manifest and renames it into checkpoints/ (a kill mid-save leaves no
+        checkpoint-N that looks complete), then keeps the newest `save_total_limit`."""
         checkpoints = Path(self.args.output_dir)
         staging = checkpoints / CHECKPOINT_STAGING
-        shutil.rmtree(staging, ignore_errors=True)
-        self.checkpoint_root = str(staging)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if not self.args.should_save:
+            self.save_checkpoint_into(staging, model, trial)
+            return
+        with staged_directory(checkpoints / name, scratch=staging / name, replace=True) as checkpoint:
+            self.save_checkpoint_into(staging, model, trial)
+            write_checkpoint_manifest(checkpoint)
+        staging.rmdir()
+        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
+
+    def save_checkpoint_into(self, root: Path, model, trial) -> None:
+        """The Trainer's own save, into root/checkpoint-N instead of its output directory."""
+        self.checkpoint_root = str(root)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.checkpoint_root = None
-        if not self.args.should_save:
-            return
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        write_checkpoint_manifest(staging / name)
-        shutil.rmtree(checkpoints / name, ignore_errors=True)
-        (staging / name).rename(checkpoints / name)
-        staging.rmdir()
-        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
 
     def _get_output_dir(self, trial):
         return self.checkpoint_root or super()._get_output_dir(trial)
