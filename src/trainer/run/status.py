@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from trainer.errors import NotARunError
 from trainer.run.files import write_json_atomic
 from trainer.run.layout import RunDirectory
+from trainer.run.outcome import INTERRUPTED
 
 if TYPE_CHECKING:
     from trainer.preview.base import PreviewResult
 
-IDLE, TRAINING, COMPLETED, CRASHED, INTERRUPTED = "idle", "training", "completed", "crashed", "interrupted"
+IDLE, TRAINING, COMPLETED, CRASHED = "idle", "training", "completed", "crashed"
+# A run stopped by a signal is INTERRUPTED, the outcome's own word, as status and as error_type.
 FINISHED = (COMPLETED, CRASHED, INTERRUPTED)
 # Not written by a run: what a reader calls a run that is not finished but whose process is gone.
 STALE = "stale"
