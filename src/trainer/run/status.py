@@ -117,7 +117,7 @@ class StatusWriter:
     def __init__(self, path: Path, interval_sec: float, enabled: bool = True) -> None:
         self.path = path
         self.interval_sec = interval_sec
-        # False on the non-main processes of a distributed run: one process owns the file.
+        # Whether this process writes the file: the harness enables it on the main process only.
         self.enabled = enabled
         self.status = RunStatus(pid=os.getpid(), host=socket.gethostname(), interval_sec=interval_sec)
         self.last_write = -math.inf
