@@ -16,12 +16,10 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
-from trainer.config.validate import validate_config
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
-from trainer.facts import gather_facts
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
@@ -57,7 +55,6 @@ def train(
 ) -> TrainingResult:
     """Train one validated config in its claimed run directory. The main process (rank 0, or the
     only one) writes the run's files; `environ` holds the secrets (the remote preview's token)."""
-    validate_config(config, gather_facts())
     preview_token = read_preview_token(config.preview, environ)
     log.info(
         "Run: model=%s profile=%s precision=%s data=%s -> %s",

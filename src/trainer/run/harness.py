@@ -19,8 +19,10 @@ from transformers import TrainerCallback
 
 from trainer import recipe
 from trainer.config.schema import TrainerConfig
+from trainer.config.validate import validate_config
 from trainer.data.fingerprint import check_data_unchanged
-from trainer.errors import UserError, first_line
+from trainer.errors import ConfigError, UserError, first_line
+from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log
@@ -38,8 +40,14 @@ def run_job(
     config: TrainerConfig, environ: Mapping[str, str], callbacks: Sequence[TrainerCallback] = ()
 ) -> TrainingResult:
     """Run one training job; every outcome, failures included, is returned and (once the run
-    directory is this job's) written to result.json there."""
+    directory is this job's) written to result.json there. The config is validated first."""
     run_dir = RunDirectory(Path(config.run.output_dir))
+    try:
+        # First of all: a config mistake starts no process group and creates no run directory.
+        validate_config(config, gather_facts())
+    except ConfigError as error:
+        log.error("%s", error)
+        return record_refusal(run_dir, failure(error, user_error=True))
     # One process of a torchrun/accelerate launch, or the only one.
     process = PartialState(cpu=not torch.cuda.is_available(), backend=config.distributed.backend)
     main_process = process.is_main_process
@@ -127,6 +135,15 @@ def run_claimed(
         else:
             status.mark_crashed(result.error_message, result.error_type)
         log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
+    return result
+
+
+def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
+    """A job refused before it started writes result.json only into a directory that exists and
+    holds no run (the one Hydra made for it, so a sweep's summary lists the job as failed); it
+    never creates one, nor touches a run's."""
+    if run_dir.root.is_dir() and not run_dir.holds_run():
+        write_json_atomic(run_dir.result_file, result.to_dict())
     return result
 
 
