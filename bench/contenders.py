@@ -25,8 +25,8 @@ from trainer.config.schema import RunConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.engine import TrainerEngine
-from trainer.job_isolation import isolated_job
 from trainer.modeling.loading import model_location
+from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory
 
 

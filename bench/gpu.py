@@ -42,6 +42,7 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.packed_attention import sdpa_per_example, varlen_attention
 from trainer.modeling.tiny import build_tokenizer
 from trainer.precision import plan_precision
+from trainer.recipe import training_callbacks
 from trainer.run.layout import RunDirectory
 from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
@@ -215,8 +216,8 @@ def run_token_budget(data: TokenizedData, compile_model: bool, clock: StepClock)
         config = replace(config, run=RunConfig(output_dir=workdir))
         status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
         tokenizer = build_tokenizer(512)  # only the pad id and saving use it: the data is token ids already
-        trainer = build_hf_trainer(config, run_dir, fresh_model(), tokenizer, data, plan_precision("bf16"), status)
-        trainer.add_callback(clock)
+        callbacks = training_callbacks(config, run_dir, status, extra=[clock])
+        trainer = build_hf_trainer(config, run_dir, fresh_model(), tokenizer, data, plan_precision("bf16"), callbacks)
         trainer.train()
         clock.fill_ratio = trainer.batch_sampler.fill_ratio
 

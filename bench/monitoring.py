@@ -28,6 +28,7 @@ from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import plan_precision
+from trainer.recipe import training_callbacks
 from trainer.run.layout import RunDirectory
 from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
@@ -68,7 +69,9 @@ def measure(config: TrainerConfig, data: TokenizedData, monitoring: bool) -> Spe
     model, tokenizer, _ = load_model_and_tokenizer(config.model, plan.model_dtype)
     run_dir = RunDirectory(Path(config.run.output_dir))
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+    trainer = build_hf_trainer(
+        config, run_dir, model, tokenizer, data, plan, training_callbacks(config, run_dir, status)
+    )
     hooks = HookTimer()
     watchers = (TrainingMonitorCallback, RunTensorBoardCallback)
     for callback in [c for c in trainer.callback_handler.callbacks if isinstance(c, watchers)]:

@@ -18,6 +18,7 @@ from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_mer
 from trainer.modeling.loading import load_model_and_tokenizer, model_location
 from trainer.precision import plan_precision
 from trainer.profiles import build_profile
+from trainer.recipe import training_callbacks
 from trainer.run.layout import RunDirectory
 from trainer.run.status import StatusWriter
 from trainer.training import build_hf_trainer
@@ -53,7 +54,9 @@ def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTrai
     records = load_record_split(config.data, profile, config.seed)
     data = tokenize_split(records, profile, profile.render_system_prompt(), tokenizer, config.data.max_length)
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+    trainer = build_hf_trainer(
+        config, run_dir, model, tokenizer, data, plan, training_callbacks(config, run_dir, status)
+    )
     trainer.train()
     trainer.save_model(str(run_dir.final_model_dir))
     save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)

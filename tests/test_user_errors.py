@@ -130,10 +130,10 @@ def test_unreadable_data_lines_are_named_by_file_and_line(run_cli, tmp_path):
 def test_a_crash_exits_1_with_one_line_and_its_traceback_in_trainer_log(tmp_path):
     run_dir = tmp_path / "run"
     crash = (
-        "import sys, trainer.engine\n"
+        "import sys, trainer.recipe\n"
         "def crash(*args, **kwargs):\n"
         "    raise RuntimeError('boom')\n"
-        "trainer.engine.TrainerEngine.train = crash\n"
+        "trainer.recipe.train = crash\n"
         f"sys.argv = ['trainer', 'hydra.run.dir={run_dir}']\n"
         "from trainer.__main__ import main\n"
         "main()\n"

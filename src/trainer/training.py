@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -26,13 +25,10 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
 from trainer.errors import ConfigError
 from trainer.modeling.packed_attention import use_per_example_attention
-from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.health import NonFiniteLossError
-from trainer.monitoring.monitor import TrainingMonitorCallback
-from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.precision import PrecisionPlan
+from trainer.run.files import staged_directory
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
-from trainer.run.status import StatusWriter
 
 
 class RunTrainer(Trainer):
@@ -64,25 +60,28 @@ class RunTrainer(Trainer):
         return loss
 
     def _save_checkpoint(self, model, trial):
-        """Save into checkpoints/.staging/, write its manifest, then rename into checkpoints/: a
-        kill mid-save leaves no checkpoint-N that looks complete; then keep the newest
-        `save_total_limit`."""
+        """Every rank saves its part into checkpoints/.staging/checkpoint-N; the one that saves
+        writes the manifest and renames it into checkpoints/ (a kill mid-save leaves no
+        checkpoint-N that looks complete), then keeps the newest `save_total_limit`."""
         checkpoints = Path(self.args.output_dir)
         staging = checkpoints / CHECKPOINT_STAGING
-        shutil.rmtree(staging, ignore_errors=True)
-        self.checkpoint_root = str(staging)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if not self.args.should_save:
+            self.save_checkpoint_into(staging, model, trial)
+            return
+        with staged_directory(checkpoints / name, scratch=staging / name, replace=True) as checkpoint:
+            self.save_checkpoint_into(staging, model, trial)
+            write_checkpoint_manifest(checkpoint)
+        staging.rmdir()
+        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
+
+    def save_checkpoint_into(self, root: Path, model, trial) -> None:
+        """The Trainer's own save, into root/checkpoint-N instead of its output directory."""
+        self.checkpoint_root = str(root)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.checkpoint_root = None
-        if not self.args.should_save:
-            return
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        write_checkpoint_manifest(staging / name)
-        shutil.rmtree(checkpoints / name, ignore_errors=True)
-        (staging / name).rename(checkpoints / name)
-        staging.rmdir()
-        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
 
     def _get_output_dir(self, trial):
         return self.checkpoint_root or super()._get_output_dir(trial)
@@ -145,18 +144,10 @@ def build_hf_trainer(
     tokenizer: PreTrainedTokenizerBase,
     data: TokenizedData,
     plan: PrecisionPlan,
-    status: StatusWriter,
+    callbacks: list[TrainerCallback],
 ) -> Trainer:
+    """The Trainer of a run, with the callbacks `trainer.recipe.training_callbacks` assembles."""
     sampler = token_budget_sampler(config, data)
-    # The monitor comes first: it adds tokens/s to the log events the others report.
-    callbacks = [
-        IntervalsFromArguments(),
-        TrainingMonitorCallback(status, config.monitoring),
-        MetricsLogCallback(),
-        FinalEvaluationCallback(),
-    ]
-    if config.monitoring.tensorboard:
-        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
     trainer = RunTrainer(
         model=model,
         args=build_training_arguments(config, run_dir, plan, has_validation=data.validation is not None),
@@ -167,8 +158,9 @@ def build_hf_trainer(
         callbacks=callbacks,
     )
     trainer.batch_sampler = sampler
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ProgressBarCallback())
+    # The Trainer adds its own progress bar after the given callbacks: the run's (a subclass) replaces it.
+    for callback in [callback for callback in trainer.callback_handler.callbacks if type(callback) is ProgressCallback]:
+        trainer.remove_callback(callback)
     return trainer
 
 

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 from torch._dynamo.utils import counters
+from transformers import TrainerCallback
 
 from tests.helpers import losses_by_step, summed_loss_one_by_one
 from trainer.config.schema import TinyModelConfig
@@ -18,7 +19,6 @@ from trainer.data.tokenization import IGNORE_INDEX
 from trainer.engine import TrainerEngine
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.modeling.tiny import build_model, build_tokenizer
-from trainer.training import RunTrainer
 
 _rng = random.Random(1)
 LENGTHS = [_rng.randint(5, 60) for _ in range(200)]
@@ -102,27 +102,29 @@ def test_tokens_per_batch_without_packing_is_a_config_error(make_config):
     assert "data.tokens_per_batch=1024 needs data.packing=true" in result.error_message
 
 
+class GraphsPerStep(TrainerCallback):
+    """How many graphs torch.compile has made, after each step."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.counts.append(counters["stats"]["unique_graphs"])
+
+
 @pytest.mark.slow
-def test_a_compiled_token_budget_run_compiles_once_and_reports_its_fill(make_config, monkeypatch):
-    graphs_per_step = []
-    training_step = RunTrainer.training_step
-
-    def counted_step(self, *args, **kwargs):
-        loss = training_step(self, *args, **kwargs)
-        graphs_per_step.append(counters["stats"]["unique_graphs"])
-        return loss
-
-    monkeypatch.setattr(RunTrainer, "training_step", counted_step)
+def test_a_compiled_token_budget_run_compiles_once_and_reports_its_fill(make_config):
+    graphs = GraphsPerStep()
     counters.clear()
     steps = [
         "data.packing=true", "data.tokens_per_batch=1024", "train.torch_compile=true", "train.max_steps=4",
         "train.logging_steps=1", "train.eval_steps=100", "train.save_steps=100", "data.validation_split=0",
         "monitoring.tensorboard=false",
     ]  # fmt: skip
-    result = TrainerEngine().run_job(make_config(*steps))
+    result = TrainerEngine(callbacks=[graphs]).run_job(make_config(*steps))
     assert result.success, result.error_message
-    assert len(graphs_per_step) == 4 and graphs_per_step[0] > 0
-    assert len(set(graphs_per_step)) == 1, f"new graphs after the first step: {graphs_per_step}"
+    assert len(graphs.counts) == 4 and graphs.counts[0] > 0
+    assert len(set(graphs.counts)) == 1, f"new graphs after the first step: {graphs.counts}"
     assert 0.5 < result.summary["token_budget_fill_ratio"] <= 1
     assert result.summary["tokens_per_batch"] == 1024
 

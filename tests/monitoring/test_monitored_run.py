@@ -208,8 +208,10 @@ def test_a_crashed_run_reports_the_same_hparams_keys_as_a_finished_one(nan_run, 
 
 
 def test_a_user_error_after_the_status_starts_marks_the_run_crashed(config_for, tmp_path):
-    config = config_for(f"data.train={tmp_path / 'missing.jsonl'}")
+    data = tmp_path / "chats.jsonl"
+    data.write_text("{not json\n")
+    config = config_for(f"data.train={data}")
     result = TrainerEngine().run_job(config)
     status = StatusReader(Path(config.run.output_dir)).read()
-    assert (result.success, status.status, status.error_type) == (False, "crashed", "config_error")
-    assert f"data.train={tmp_path / 'missing.jsonl'} does not exist" in status.error_message
+    assert (result.success, status.status, status.error_type) == (False, "crashed", "data_error")
+    assert f"{data}:1" in status.error_message

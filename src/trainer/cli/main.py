@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> float:
         sys.exit(EXIT_USER_ERROR)
 
     result = run_job(config, rank)
-    from trainer.interruption import stop_signal_received  # imports transformers: after the job, like the engine
+    from trainer.run.interruption import stop_signal_received  # imports transformers: after the job, like the engine
 
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
     # sweep records it in its summary and goes on. A signal stops a sweep as a whole, even one

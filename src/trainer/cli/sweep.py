@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from trainer.cli.argv import resume_overrides
 from trainer.errors import UserError
-from trainer.interruption import STOP_SIGNALS
+from trainer.run.interruption import STOP_SIGNALS
 from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.run.resume import refuse_unsafe_overrides
 

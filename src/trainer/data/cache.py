@@ -23,7 +23,7 @@ from typing import Any
 from datasets import Dataset, concatenate_datasets
 
 from trainer.config.schema import DataConfig
-from trainer.run.files import write_json_atomic
+from trainer.run.files import staged_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +111,5 @@ def complete_dir(scratch: Path) -> Path:
 def publish(entry: Path, scratch: Path, stats: dict[str, int]) -> None:
     """Write the stats last and rename the complete files to `entry`: an entry that exists is
     always complete."""
-    write_json_atomic(complete_dir(scratch) / STATS_FILE, stats)
-    complete_dir(scratch).rename(entry)
+    with staged_directory(entry, scratch=complete_dir(scratch)) as complete:
+        write_json_atomic(complete / STATS_FILE, stats)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from transformers import (
 from trainer.config.schema import ModelConfig, TinyModelConfig
 from trainer.data.loading import SAMPLE_DATA
 from trainer.modeling.chat_template import CHATML_TEMPLATE
+from trainer.run.files import staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +54,15 @@ def build_tiny_model(architecture: str, config: TinyModelConfig, target: Path) -
     log.info("Building the tiny %s model into %s", architecture, target)
     tokenizer = build_tokenizer(config.vocab_size)
     model = build_model(architecture, config, tokenizer)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build aside and rename: a concurrent or interrupted build never leaves a half-written model.
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    # Built aside: a concurrent or interrupted build never leaves a half-written model.
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        staging.rename(target)
+        with staged_directory(target) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
     except OSError:
+        # Another process built the same model first.
         if not (target / "config.json").is_file():
             raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:

@@ -38,8 +38,6 @@ class TrainingMonitorCallback(TrainerCallback):
         self.alerts: dict[str, Alert] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # One process owns the run's files; the others of a distributed run only train.
-        self.status.enabled = state.is_world_process_zero
         self.meter.restart(time.monotonic(), state.num_input_tokens_seen)
         self.status.mark_training(current_step=state.global_step, total_steps=state.max_steps)
 

@@ -8,15 +8,15 @@ the finished step and, for the remote backend, that step's checkpoint exists whe
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from trainer.preview.base import PreviewBackend, PreviewPrompt, PreviewRequest, PreviewResult
+from trainer.run.layout import newest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class PreviewCallback(TrainerCallback):
         self.due_step = None
         self.last_submitted_step = step
         if self.prompts:
-            self.backend.submit(PreviewRequest(step, self.prompts, model, newest_checkpoint(output_dir)))
+            self.backend.submit(PreviewRequest(step, self.prompts, model, newest_checkpoint(Path(output_dir))))
 
     def record(self, results: list[PreviewResult]) -> None:
         for result in results:
@@ -113,7 +113,3 @@ class PreviewCallback(TrainerCallback):
             yield
         finally:
             setattr(self, counter, getattr(self, counter) + time.perf_counter() - started)
-
-
-def newest_checkpoint(output_dir: str) -> str | None:
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None

@@ -70,6 +70,21 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     return None
 
 
+def newest_checkpoint(checkpoints_dir: Path) -> str | None:
+    """The newest complete checkpoint in `checkpoints_dir`; a warning names each newer one that is not."""
+    steps = {
+        int(match.group(1)): path
+        for path in (checkpoints_dir.iterdir() if checkpoints_dir.is_dir() else ())
+        if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()
+    }
+    for step in sorted(steps, reverse=True):
+        if problem := checkpoint_problem(steps[step]):
+            log.warning("Skipping %s: %s", steps[step], problem)
+            continue
+        return str(steps[step])
+    return None
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     root: Path
@@ -192,18 +207,7 @@ class RunDirectory:
         return self.result_file.exists() or self.status_file.exists() or self.checkpoints_dir.exists()
 
     def newest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint; a warning names each newer one that is not."""
-        steps = {
-            int(match.group(1)): path
-            for path in (self.checkpoints_dir.iterdir() if self.checkpoints_dir.is_dir() else ())
-            if (match := CHECKPOINT_NAME.fullmatch(path.name)) and path.is_dir()
-        }
-        for step in sorted(steps, reverse=True):
-            if problem := checkpoint_problem(steps[step]):
-                log.warning("Skipping %s: %s", steps[step], problem)
-                continue
-            return str(steps[step])
-        return None
+        return newest_checkpoint(self.checkpoints_dir)
 
     def checkpoint_to_resume(self, max_steps: int) -> str | None:
         """The checkpoint a resume to `max_steps` continues from; one past it cannot be trained back."""

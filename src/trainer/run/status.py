@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from trainer.errors import NotARunError
 from trainer.run.files import write_json_atomic
 from trainer.run.layout import RunDirectory
+from trainer.run.outcome import INTERRUPTED
 
 if TYPE_CHECKING:
     from trainer.preview.base import PreviewResult
 
-IDLE, TRAINING, COMPLETED, CRASHED, INTERRUPTED = "idle", "training", "completed", "crashed", "interrupted"
+IDLE, TRAINING, COMPLETED, CRASHED = "idle", "training", "completed", "crashed"
+# A run stopped by a signal is INTERRUPTED, the outcome's own word, as status and as error_type.
 FINISHED = (COMPLETED, CRASHED, INTERRUPTED)
 # Not written by a run: what a reader calls a run that is not finished but whose process is gone.
 STALE = "stale"
@@ -123,7 +125,7 @@ class StatusWriter:
     def __init__(self, path: Path, interval_sec: float, enabled: bool = True) -> None:
         self.path = path
         self.interval_sec = interval_sec
-        # False on the non-main processes of a distributed run: one process owns the file.
+        # Whether this process writes the file: the harness enables it on the main process only.
         self.enabled = enabled
         self.status = RunStatus(pid=os.getpid(), host=socket.gethostname(), interval_sec=interval_sec)
         self.last_write = -math.inf

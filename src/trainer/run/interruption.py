@@ -11,6 +11,9 @@ from contextlib import contextmanager
 
 from transformers import TrainerCallback
 
+from trainer.run.layout import RunDirectory, checkpoint_step
+from trainer.run.outcome import INTERRUPTED, TrainingResult
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -21,6 +24,10 @@ RECEIVED: list[str] = []
 
 def stop_signal_received() -> bool:
     return bool(RECEIVED)
+
+
+class RunInterrupted(Exception):
+    """Training stopped on SIGTERM/SIGINT; the checkpoint of its last step is on disk."""
 
 
 class StopRequest(TrainerCallback):
@@ -39,6 +46,10 @@ class StopRequest(TrainerCallback):
         log.warning(
             "%s received: stopping after this step with a checkpoint (Ctrl-C again stops at once)", self.signal_name
         )
+
+    def raise_if_requested(self, when: str) -> None:
+        if self.requested:
+            raise RunInterrupted(f"Stopped by {self.signal_name} {when}")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:
@@ -61,3 +72,16 @@ def graceful_stop() -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def interrupted_result(error: BaseException, run_dir: RunDirectory) -> TrainingResult:
+    """A stop on a signal: the steps since the newest checkpoint are all that is lost."""
+    checkpoint = run_dir.newest_checkpoint()
+    cause = str(error) if isinstance(error, RunInterrupted) else "Stopped at once by a second SIGINT"
+    return TrainingResult(
+        success=False,
+        global_step=checkpoint_step(checkpoint) or 0,
+        last_checkpoint_path=checkpoint,
+        error_message=f"{cause}; continue with: python -m trainer resume={run_dir.root}",
+        error_type=INTERRUPTED,
+    )

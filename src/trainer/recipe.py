@@ -1,0 +1,195 @@
+"""The recipe of one training job, read top to bottom: profile -> data records -> model +
+tokenizer -> tokenized data -> Trainer -> train -> save -> result. `training_callbacks` is the one
+place where a run's callbacks are assembled. The harness (`trainer.run.harness`) owns everything
+around it: the claim of the run directory, signals, logs, status.json and result.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from accelerate import PartialState
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+
+from trainer.config.schema import TrainerConfig
+from trainer.data.cache import tokenized_cache_dir
+from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.distributed.strategy import log_replica_checksum
+from trainer.errors import UserError
+from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
+from trainer.modeling.loading import load_model_and_tokenizer
+from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
+from trainer.monitoring.environment import describe_environment
+from trainer.monitoring.memory import peak_memory
+from trainer.monitoring.monitor import TrainingMonitorCallback
+from trainer.monitoring.run_log import route_transformers_logs
+from trainer.monitoring.tensorboard import RunTensorBoardCallback
+from trainer.precision import plan_precision, precision_warning
+from trainer.preview import build_preview_callback, read_preview_token
+from trainer.preview.callback import PreviewCallback
+from trainer.profiles import build_profile
+from trainer.run.files import write_json_atomic
+from trainer.run.interruption import StopRequest
+from trainer.run.layout import RunDirectory, checkpoint_step
+from trainer.run.outcome import TrainingResult
+from trainer.run.status import StatusWriter
+from trainer.training import IntervalsFromArguments, batch_summary, build_hf_trainer
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    status: StatusWriter,
+    stop: StopRequest,
+    checkpoint: str | None,
+    *,
+    main_process: bool,
+    environ: Mapping[str, str],
+    extra_callbacks: Sequence[TrainerCallback] = (),
+) -> TrainingResult:
+    """Train one validated config in its claimed run directory. The main process (rank 0, or the
+    only one) writes the run's files; `environ` holds the secrets (the remote preview's token)."""
+    preview_token = read_preview_token(config.preview, environ)
+    log.info(
+        "Run: model=%s profile=%s precision=%s data=%s -> %s",
+        config.model.name,
+        config.profile.name,
+        config.precision.name,
+        config.data.train or "sample",
+        run_dir.root,
+    )
+    if warning := precision_warning(config.precision.name):
+        log.warning(warning)
+    route_transformers_logs(config.monitoring.transformers_log_level)
+    if main_process:
+        write_json_atomic(run_dir.env_file, describe_environment())
+    set_seed(config.seed)
+
+    profile = build_profile(config.profile, config.seed)
+    records = load_record_split(config.data, profile, config.seed)
+    plan = plan_precision(config.precision.name)
+    quantize_4bit = config.peft.method == "qlora"
+    # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
+    with PartialState().main_process_first():
+        model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
+    model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
+    parameters = count_parameters(model)
+    check_free_space(run_dir, model, config.train.save_total_limit)
+    system_prompt = profile.render_system_prompt(config.data.system_prompt)
+    # Rank 0 tokenizes into the cache; the other ranks then read it back.
+    with PartialState().main_process_first():
+        data = tokenize_split(
+            records,
+            profile,
+            system_prompt,
+            tokenizer,
+            config.data.max_length,
+            cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+            num_proc=config.data.num_proc,
+        )
+    if main_process:
+        write_json_atomic(run_dir.tokenized_file, data.summary())
+
+    if checkpoint:
+        log.info("Resuming from %s", checkpoint)
+    previews = build_preview_callback(
+        config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
+    )
+    previews.listeners.append(status.record_preview)
+    callbacks = training_callbacks(config, run_dir, status, previews, stop, extra=extra_callbacks)
+    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks)
+    stop.raise_if_requested("before the first step")
+    if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
+        log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
+        restore_checkpoint(trainer, checkpoint)
+        runtime = 0.0
+    else:
+        runtime = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
+    stop.raise_if_requested(f"at step {trainer.state.global_step}")
+    memory = peak_memory()
+    trainer.save_model(str(run_dir.final_model_dir))
+    log_replica_checksum(trainer)
+    if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
+        save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
+    summary = {
+        "profile": profile.metadata(),
+        **data.stats,
+        **parameters,
+        **memory,
+        **batch_summary(trainer),
+        "previews": previews.summary(),
+    }
+    return collect_result(trainer, run_dir, runtime, summary=summary)
+
+
+def training_callbacks(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    status: StatusWriter,
+    previews: PreviewCallback | None = None,
+    stop: StopRequest | None = None,
+    extra: Sequence[TrainerCallback] = (),
+) -> list[TrainerCallback]:
+    """Every callback of a run, in the order each event reaches them: the monitor first (it adds
+    tokens/s to the log events the others report), then the caller's `extra` after trainer's own,
+    and the previews and the stop request last, once everything else has seen the step."""
+    callbacks = [
+        IntervalsFromArguments(),
+        TrainingMonitorCallback(status, config.monitoring),
+        MetricsLogCallback(),
+        FinalEvaluationCallback(),
+    ]
+    if config.monitoring.tensorboard:
+        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
+    callbacks.append(ProgressBarCallback())
+    return [*callbacks, *extra, *(callback for callback in (previews, stop) if callback is not None)]
+
+
+def restore_checkpoint(trainer: Trainer, checkpoint: str) -> None:
+    """The weights and state of a checkpoint that needs no more steps, as training would leave them."""
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+
+
+def check_free_space(run_dir: RunDirectory, model: PreTrainedModel, save_total_limit: int) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints the run will keep: weights plus
+    two AdamW states per trainable parameter each, and one more while a save rotates out the oldest."""
+    weights = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    optimizer = sum(parameter.numel() * 8 for parameter in model.parameters() if parameter.requires_grad)
+    needed = (weights + optimizer) * (save_total_limit + 1) + weights
+    free = shutil.disk_usage(run_dir.root).free
+    if free < needed:
+        raise UserError(
+            f"Not enough disk space in {run_dir.root}: {free / 2**20:,.0f} MiB free, about {needed / 2**20:,.0f} MiB "
+            f"needed for {save_total_limit} checkpoints (train.save_total_limit) and the final model"
+        )
+
+
+def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summary: dict) -> TrainingResult:
+    history = trainer.state.log_history
+    train_losses = [entry["loss"] for entry in history if "loss" in entry]
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    tokens = trainer.state.num_input_tokens_seen
+    # A resumed run's tokens/s counts only the tokens of this segment, the one `runtime` measures.
+    segment_tokens = tokens - getattr(trainer, "_initial_num_input_tokens_seen", tokens)
+    summary |= {
+        "first_loss": train_losses[0] if train_losses else None,
+        "train_tokens_seen": tokens,
+        "segment_tokens": segment_tokens,
+        "tokens_per_sec": round(segment_tokens / runtime, 1) if runtime and segment_tokens else None,
+    }
+    return TrainingResult(
+        success=True,
+        global_step=trainer.state.global_step,
+        last_checkpoint_path=run_dir.newest_checkpoint(),
+        final_model_path=str(run_dir.final_model_dir),
+        final_loss=train_losses[-1] if train_losses else None,
+        eval_loss=eval_losses[-1] if eval_losses else None,
+        summary=summary,
+    )
