@@ -23,6 +23,7 @@ from trainer.config.validate import validate_config
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.fingerprint import check_data_unchanged
 from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.streaming import follow_stream, held_out_split, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError, first_line
 from trainer.facts import gather_facts
@@ -159,7 +160,8 @@ class TrainerEngine:
         set_seed(config.seed)
 
         profile = build_profile(config.profile, config.seed)
-        records = load_record_split(config.data, profile, config.seed)
+        # Streaming reads only the validation records now; the training records as training needs them.
+        records = (held_out_split if config.data.streaming else load_record_split)(config.data, profile, config.seed)
         plan = plan_precision(config.precision.name)
         quantize_4bit = config.peft.method == "qlora"
         # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
@@ -171,14 +173,18 @@ class TrainerEngine:
         system_prompt = profile.render_system_prompt(config.data.system_prompt)
         # Rank 0 tokenizes into the cache; the other ranks then read it back.
         with PartialState().main_process_first():
-            data = tokenize_split(
-                records,
-                profile,
-                system_prompt,
-                tokenizer,
-                config.data.max_length,
-                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
-                num_proc=config.data.num_proc,
+            data = (
+                stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
+                if config.data.streaming
+                else tokenize_split(
+                    records,
+                    profile,
+                    system_prompt,
+                    tokenizer,
+                    config.data.max_length,
+                    cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+                    num_proc=config.data.num_proc,
+                )
             )
         if status.enabled:
             write_json_atomic(run_dir.tokenized_file, data.summary())
@@ -186,6 +192,8 @@ class TrainerEngine:
         if checkpoint:
             log.info("Resuming from %s", checkpoint)
         trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, status)
+        if config.data.streaming:
+            follow_stream(trainer, data.train, checkpoint)
         for callback in self.callbacks:
             trainer.add_callback(callback)
         previews = build_preview_callback(
