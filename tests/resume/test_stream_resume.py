@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 
 import pytest
 
-from tests.helpers import losses_by_step, read_json, resume, run_trainer, trainer_command, wait_for
+from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, run_trainer
 from trainer.run.outcome import EXIT_USER_ERROR
 
 # 336 training records (64 held out) and 32 per step: the second pass over the file starts at step 11.
@@ -26,13 +24,7 @@ def test_a_killed_streaming_run_resumes_with_the_losses_of_an_uninterrupted_one(
     assert "Pass 1 over" in completed.stdout
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        trainer_command(model_cache, *RUN, f"hydra.run.dir={killed}"),
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for(lambda: (killed / "checkpoints" / "checkpoint-4").is_dir(), process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_at_checkpoint(model_cache, killed, 4, *RUN)
     checkpoint = read_json(killed / "checkpoints" / "checkpoint-4" / "trainer_state.json")
     assert checkpoint["stateful_callbacks"]["StreamPosition"]["attributes"] == {
         "examples": 128, "pass_number": 0, "draws": 128,
