@@ -140,7 +140,7 @@ def test_training_starts_after_reading_a_prefix_of_a_large_file(make_config, tmp
     with caplog.at_level("INFO"):
         result = TrainerEngine(callbacks=[probe]).run_job(config)
     assert result.success, result.error_message
-    assert probe.read is not None and probe.read < 500 < total == 20000
+    assert probe.read is not None and probe.read < total // 10 and total == 20000
     assert f"Streaming {big}: records are read, checked and tokenized as training needs them" in caplog.text
     tokenized = json.loads((tmp_path / "run" / "tokenized.json").read_text())
     assert tokenized["cache_key"] is None

@@ -13,14 +13,17 @@ on in every checkpoint's trainer_state.json (written with the checkpoint, so nev
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 from datasets import Dataset
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 # Positions of the examples handed out lately, kept to find the one a checkpoint's step ended
 # on; the loader runs at most a batch or two ahead of the optimizer.
 HISTORY = 1 << 16
+# Examples the reading thread prepares ahead of training: two tokenizer batches.
+PREFETCH = 2 * BATCH_SIZE
 Pair = tuple[int, Record]
 Tokenize = Callable[[list[Pair]], dict[str, list]]
 
@@ -156,7 +161,16 @@ class ChatStream(IterableDataset):
         raise LookupError(f"the stream no longer knows where its example {examples} came from")
 
     def __iter__(self) -> Iterator[dict[str, list[int]]]:
-        position, handed_out = self.start, self.examples_before_start
+        handed_out = self.examples_before_start
+        # A thread reads and tokenizes ahead while the model trains; the order is its alone.
+        for position, example in in_background(self.positioned_examples(), PREFETCH):
+            handed_out += 1
+            self.history.append((handed_out, position))
+            yield example
+
+    def positioned_examples(self) -> Iterator[tuple[Position, dict[str, list[int]]]]:
+        """Every example from `start` on, with the position after the draw that made it."""
+        position = self.start
         if position.draws or position.pass_number:
             log.info(
                 "Stream resumes at pass %d, draw %d: re-reading (not tokenizing) the records drawn before",
@@ -168,9 +182,8 @@ class ChatStream(IterableDataset):
             examples = 0
             for chunk in chunked(islice(draws, position.draws, None), BATCH_SIZE):
                 for draw, example in self.examples(chunk):
-                    handed_out, examples = handed_out + 1, examples + 1
-                    self.history.append((handed_out, Position(position.pass_number, draw + 1)))
-                    yield example
+                    examples += 1
+                    yield Position(position.pass_number, draw + 1), example
             if not examples and not position.draws:
                 raise DataError(
                     [f"{self.source}: no training record (after {self.first_index} held out) keeps an assistant token"]
@@ -217,10 +230,56 @@ class ChatStream(IterableDataset):
             yield draw, {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(map(int, labels))}
 
 
+def in_background(items: Iterator[Any], ahead: int) -> Iterator[Any]:
+    """`items`, produced by a daemon thread up to `ahead` items before they are asked for; its
+    exception is raised here. The thread ends soon after this generator is closed."""
+    queue: Queue = Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not hand_over((item, None)):
+                    return
+            hand_over((None, StopIteration()))
+        except BaseException as error:  # re-raised in the consumer, which reports it
+            hand_over((None, error))
+
+    threading.Thread(target=produce, name="trainer-stream", daemon=True).start()
+    try:
+        while True:
+            item, error = queue.get()
+            if isinstance(error, StopIteration):
+                return
+            if error is not None:
+                raise error
+            yield item
+    finally:
+        stop.set()
+
+
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def tokenizing(profile: Profile, system_prompt: str, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Tokenize:
+    """(index, record) pairs tokenized as eager preparation tokenizes a batch of its table."""
+
+    def tokenize(pairs: list[Pair]) -> dict[str, list]:
+        return tokenize_batch(record_columns(pairs), profile, system_prompt, tokenizer, max_length)
+
+    return tokenize
 
 
 def stream_split(
@@ -232,17 +291,17 @@ def stream_split(
     seed: int,
 ) -> TokenizedData:
     """The validation set tokenized now (in memory), the training set as a `ChatStream`."""
-
-    def tokenize(pairs: list[Pair]) -> dict[str, list]:
-        return tokenize_batch(record_columns(pairs), profile, system_prompt, tokenizer, config.max_length)
-
     validation = None
     if split.validation:
+        tokenize = tokenizing(profile, system_prompt, tokenizer, config.max_length)
         columns: dict[str, list] = {name: [] for name in TOKENIZED_FEATURES}
         for pairs in chunked(split.validation, BATCH_SIZE):
             for name, values in tokenize(pairs).items():
                 columns[name] += values
         validation = usable_rows(Dataset.from_dict(columns, features=TOKENIZED_FEATURES))
+    # The stream's thread has a tokenizer of its own: a fast tokenizer that two threads use at
+    # once may refuse ("Already borrowed"), and previews use the run's while training.
+    tokenize = tokenizing(profile, system_prompt, copy.deepcopy(tokenizer), config.max_length)
     source = resolve_data_path(config.train)
     stream = ChatStream(
         source, tokenize, profile, config.on_bad_record, config.shuffle_buffer, seed, split.first_index, split.skipped
