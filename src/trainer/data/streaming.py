@@ -337,6 +337,11 @@ class StreamPosition(TrainerCallback, ExportableState):
 def follow_stream(trainer: Any, stream: ChatStream, checkpoint: str | None) -> None:
     """Have `trainer` save the stream's position with each checkpoint, and start the stream where
     `checkpoint` left it."""
+    if trainer.args.world_size > 1:
+        raise UserError(
+            f"data.streaming=true trains in one process: the stream is not sharded across the {trainer.args.world_size} "
+            "processes of this launch; launch one process, or set data.streaming=false"
+        )
     if checkpoint:
         saved = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
         attributes = saved["stateful_callbacks"].get(StreamPosition.__name__, {}).get("attributes")
