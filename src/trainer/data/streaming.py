@@ -28,7 +28,7 @@ from typing import Any
 
 from datasets import Dataset
 from torch.utils.data import IterableDataset
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
@@ -53,9 +53,10 @@ log = logging.getLogger(__name__)
 
 # Positions of the examples handed out lately, kept to find the one a checkpoint's step ended
 # on; the loader runs at most a batch or two ahead of the optimizer.
-HISTORY = 1 << 16
+HISTORY = 1 << 14
 # Examples the reading thread prepares ahead of training: two tokenizer batches.
 PREFETCH = 2 * BATCH_SIZE
+STREAM_STATS = ("stream_records_read", "stream_examples", "stream_tokens", "stream_truncated", "stream_dropped")
 Pair = tuple[int, Record]
 Tokenize = Callable[[list[Pair]], dict[str, list]]
 
@@ -143,7 +144,7 @@ class ChatStream(IterableDataset):
         self.source, self.tokenize, self.profile = source, tokenize, profile
         self.shuffle_buffer, self.seed, self.first_index = shuffle_buffer, seed, first_index
         # What the run reports of its data, counted as the stream goes (a resumed run: since it resumed).
-        self.stats = dict.fromkeys(("stream_records_read", "stream_examples", "stream_tokens", "stream_truncated", "stream_dropped"), 0)  # fmt: skip
+        self.stats = dict.fromkeys(STREAM_STATS, 0)
         self.bad_records = BadRecords(on_bad_record, self.stats)
         self.stats["bad_records_skipped"] = skipped
         self.restore(Position(0, 0), examples=0)
@@ -334,7 +335,7 @@ class StreamPosition(TrainerCallback, ExportableState):
         return {"args": {}, "attributes": {"examples": self.examples, **vars(self.position)}}
 
 
-def follow_stream(trainer: Any, stream: ChatStream, checkpoint: str | None) -> None:
+def follow_stream(trainer: Trainer, stream: ChatStream, checkpoint: str | None) -> None:
     """Have `trainer` save the stream's position with each checkpoint, and start the stream where
     `checkpoint` left it."""
     if trainer.args.world_size > 1:
