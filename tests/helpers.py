@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +41,17 @@ def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     """`python -m trainer resume=DIR`: the run's saved config (its model cache included) is used."""
     command = [sys.executable, "-m", "trainer", f"resume={run_dir}", *overrides]
     return subprocess.run(command, cwd=run_dir.parent, capture_output=True, text=True, timeout=600)
+
+
+def kill_at_checkpoint(model_cache: Path, run_dir: Path, step: int, *arguments: str) -> None:
+    """Start `python -m trainer ARGUMENTS` in `run_dir` and SIGKILL it once checkpoint-STEP exists."""
+    process = subprocess.Popen(
+        trainer_command(model_cache, *arguments, f"hydra.run.dir={run_dir}"),
+        cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: (run_dir / "checkpoints" / f"checkpoint-{step}").is_dir(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def losses_by_step(run_dir: Path) -> list[tuple[int, float]]:

@@ -130,3 +130,27 @@ def test_optimizer_scheduler_and_attention_names_come_from_transformers(make_con
         make_config("train.optim=adafactor", "train.lr_scheduler_type=linear", "model.attn_implementation=eager"),
         gather_facts(),
     )
+
+
+def test_streaming_needs_max_steps_one_reader_and_no_token_budget(make_config):
+    config = make_config(
+        "data.streaming=true", "train.max_steps=-1", "data.packing=true", "data.tokens_per_batch=1024",
+        "train.dataloader_num_workers=2", "distributed.nproc_per_node=2",
+    )  # fmt: skip
+    assert problems_of(config) == [
+        "data.streaming=true needs train.max_steps > 0 (got -1): a stream has no length to count "
+        "train.num_train_epochs in",
+        "data.streaming=true cannot plan data.tokens_per_batch=1024: the budget sorts the whole data set by length; "
+        "stream with data.tokens_per_batch=0 (data.packing=true works)",
+        "data.streaming=true reads records in the training process (worker processes would each read the whole "
+        "stream): set train.dataloader_num_workers=0 (got 2)",
+        "data.streaming=true trains in one process (the stream is not sharded across ranks): "
+        "set distributed.nproc_per_node=1 (got 2) or data.streaming=false",
+    ]
+    validate_config(make_config("data.streaming=true", "data.packing=true"), gather_facts())
+
+
+def test_the_shuffle_buffer_holds_at_least_one_record(make_config):
+    assert problems_of(make_config("data.shuffle_buffer=0")) == [
+        "data.shuffle_buffer must be >= 1, 1 for file order (got 0)"
+    ]

@@ -18,6 +18,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
@@ -72,7 +73,8 @@ def train(
     set_seed(config.seed)
 
     profile = build_profile(config.profile, config.seed)
-    records = load_record_split(config.data, profile, config.seed)
+    # Streaming reads only the validation records now; the training records as training needs them.
+    records = (held_out_split if config.data.streaming else load_record_split)(config.data, profile, config.seed)
     plan = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
@@ -84,14 +86,18 @@ def train(
     system_prompt = profile.render_system_prompt(config.data.system_prompt)
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
-        data = tokenize_split(
-            records,
-            profile,
-            system_prompt,
-            tokenizer,
-            config.data.max_length,
-            cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
-            num_proc=config.data.num_proc,
+        data = (
+            stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
+            if config.data.streaming
+            else tokenize_split(
+                records,
+                profile,
+                system_prompt,
+                tokenizer,
+                config.data.max_length,
+                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+                num_proc=config.data.num_proc,
+            )
         )
     if main_process:
         write_json_atomic(run_dir.tokenized_file, data.summary())
@@ -102,6 +108,9 @@ def train(
         config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
     )
     previews.listeners.append(status.record_preview)
+    if config.data.streaming:
+        stream = stream_position(data.train, checkpoint, PartialState().num_processes)
+        extra_callbacks = [stream, *extra_callbacks]
     callbacks = training_callbacks(config, run_dir, status, previews, stop, extra=extra_callbacks)
     trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks)
     stop.raise_if_requested("before the first step")

@@ -133,6 +133,10 @@ def build_training_arguments(
         include_num_input_tokens_seen="non_padding",
         # TensorBoard is added as a callback pinned to the run dir; no other integration reports.
         report_to="none",
+        # A stream resumes from the position its checkpoint saved (trainer.data.streaming), not by
+        # replaying batches; this process reads it and collates its own batches.
+        ignore_data_skip=config.data.streaming,
+        accelerator_config={"dispatch_batches": False} if config.data.streaming else None,
         **distributed_arguments(config.distributed),
     )
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import losses_by_step, read_json, resume, run_trainer, trainer_command, wait_for
+from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, run_trainer, trainer_command, wait_for
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.slow
@@ -21,13 +21,7 @@ def test_a_run_killed_during_a_save_resumes_with_the_losses_of_an_uninterrupted_
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        trainer_command(model_cache, *RUN, f"hydra.run.dir={killed}"),
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for(lambda: (killed / "checkpoints" / "checkpoint-4").is_dir(), process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_at_checkpoint(model_cache, killed, 4, *RUN)
     # What a kill in the middle of the next save leaves behind: a half-written checkpoint, staged.
     half_written = killed / "checkpoints" / ".staging" / "checkpoint-8"
     half_written.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,12 @@ class DataConfig:
     cache_dir: str | None = None
     # Processes that tokenize; None means the CPU cores this process may use.
     num_proc: int | None = None
+    # Read, check and tokenize records while training (for data beyond memory or disk budget):
+    # the first step comes within seconds; needs train.max_steps > 0, one process, no token budget.
+    # Without data.validation, the first validation_max_samples records are held out for it.
+    streaming: bool = False
+    # Streaming: records drawn at random from a buffer of this many (seeded per pass); 1: file order.
+    shuffle_buffer: int = 10000
 
 
 @dataclass

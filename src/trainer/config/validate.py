@@ -89,6 +89,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *non_finite_problems(config),
         *model_problems(config, facts),
         *data_problems(config),
+        *streaming_problems(config),
         *choice_problems(config, facts),
         *train_problems(config),
         *monitoring_problems(config),
@@ -203,6 +204,37 @@ def data_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.max_length must be >= 16 tokens (got {data.max_length})")
     if data.num_proc is not None and data.num_proc < 1:
         problems.append(f"data.num_proc must be >= 1, or null for the CPU cores available (got {data.num_proc})")
+    return problems
+
+
+def streaming_problems(config: TrainerConfig) -> list[str]:
+    """What `data.streaming` cannot be combined with: a stream has no length, is read in order by
+    one reader, and is never seen whole."""
+    problems = []
+    if config.data.shuffle_buffer < 1:
+        problems.append(f"data.shuffle_buffer must be >= 1, 1 for file order (got {config.data.shuffle_buffer})")
+    if not config.data.streaming:
+        return problems
+    if config.train.max_steps <= 0:
+        problems.append(
+            f"data.streaming=true needs train.max_steps > 0 (got {config.train.max_steps}): "
+            "a stream has no length to count train.num_train_epochs in"
+        )
+    if config.data.tokens_per_batch:
+        problems.append(
+            f"data.streaming=true cannot plan data.tokens_per_batch={config.data.tokens_per_batch}: the budget "
+            "sorts the whole data set by length; stream with data.tokens_per_batch=0 (data.packing=true works)"
+        )
+    if config.train.dataloader_num_workers:
+        problems.append(
+            "data.streaming=true reads records in the training process (worker processes would each read the "
+            f"whole stream): set train.dataloader_num_workers=0 (got {config.train.dataloader_num_workers})"
+        )
+    if config.distributed.nproc_per_node > 1:
+        problems.append(
+            "data.streaming=true trains in one process (the stream is not sharded across ranks): "
+            f"set distributed.nproc_per_node=1 (got {config.distributed.nproc_per_node}) or data.streaming=false"
+        )
     return problems
 
 

@@ -130,7 +130,7 @@ def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Call
         total += 1
         example, found = checked_example(record, profile)
         if found:
-            problems.append(f"{record.location} (example {index}): {'; '.join(found)}")
+            problems.append(record_problem(record, index, found))
         else:
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
@@ -156,6 +156,11 @@ def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
     except RecordShapeError as error:
         return None, [str(error)]
     return example, profile.validate_example(example) or conversation_problems(example)
+
+
+def record_problem(record: Record, index: int, found: list[str]) -> str:
+    """What is wrong with a bad record, at its place in its file."""
+    return f"{record.location} (example {index}): {'; '.join(found)}"
 
 
 def tokenize_split(

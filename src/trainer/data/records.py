@@ -72,6 +72,18 @@ def to_pair(row: dict) -> tuple[int, Record]:
     return row["index"], Record(json.loads(row["example"]), row["source"], row["line"], row["unit"])
 
 
+def record_columns(pairs: Sequence[tuple[int, Record]]) -> dict[str, list]:
+    """(index, record) pairs as the columns of `SCHEMA`, the batch that tokenization reads."""
+    return {
+        "index": [index for index, _ in pairs],
+        "source": [record.source for _, record in pairs],
+        "line": [record.line for _, record in pairs],
+        "unit": [record.unit for _, record in pairs],
+        # ASCII JSON: any text the reader let through is stored, and read back, unchanged.
+        "example": [json.dumps(record.example, default=str) for _, record in pairs],
+    }
+
+
 class RecordTableWriter:
     """Collects records into a new Arrow file in a temporary directory that lives as long as the
     table read from it."""
@@ -92,17 +104,10 @@ class RecordTableWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        columns = [
-            [index for index, _ in self.pending],
-            [record.source for _, record in self.pending],
-            [record.line for _, record in self.pending],
-            [record.unit for _, record in self.pending],
-            # ASCII JSON: any text the reader let through is stored, and read back, unchanged.
-            [json.dumps(record.example, default=str) for _, record in self.pending],
-        ]
-        for index, example in zip(columns[0], columns[4], strict=True):
+        columns = record_columns(self.pending)
+        for index, example in zip(columns["index"], columns["example"], strict=True):
             self.hash.update(f"{index}\t{example}\n".encode())
-        self.writer.write_batch(pyarrow.record_batch(columns, schema=SCHEMA))
+        self.writer.write_batch(pyarrow.record_batch(list(columns.values()), schema=SCHEMA))
         self.pending = []
 
     def close(self) -> RecordTable:
