@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.__main__ import config_dir
+from trainer.cli.main import config_dir
 from trainer.run.outcome import EXIT_USER_ERROR
 
 

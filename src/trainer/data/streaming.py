@@ -99,13 +99,15 @@ def held_out_split(config: DataConfig, profile: Profile, seed: int) -> StreamSpl
 class BadRecords:
     """Bad records met while streaming, reported as the eager path reports them: the first one
     stops the run under data.on_bad_record=error (a stream cannot list them all up front), and
-    under skip they are left out, the first one logged, all counted."""
+    under skip they are left out, the first one logged, each counted once however many passes
+    (and read-ahead) meet it."""
 
     def __init__(self, on_bad_record: str, stats: dict[str, int]) -> None:
         self.on_bad_record = on_bad_record
-        # Counted into the stats the run reports, per pass.
+        # Counted into the stats the run reports.
         self.stats = stats
         self.stats.setdefault("bad_records_skipped", 0)
+        self.seen: set[int] = set()
 
     @property
     def skipped(self) -> int:
@@ -122,7 +124,9 @@ class BadRecords:
             log.warning(
                 "Skipping bad records (data.on_bad_record=skip), counted in bad_records_skipped; e.g. %s", problem
             )
-        self.stats["bad_records_skipped"] += 1
+        if index not in self.seen:
+            self.seen.add(index)
+            self.stats["bad_records_skipped"] += 1
         return None
 
 
