@@ -347,7 +347,7 @@ def tokenize_records(
     started = time.monotonic()
     processes = process_count(num_proc, len(records))
     tokenized = records.dataset.map(
-        tokenize_batch,
+        tokenize_batch_columns,
         batched=True,
         batch_size=BATCH_SIZE,
         num_proc=processes if processes > 1 else None,
@@ -433,6 +433,24 @@ def tokenize_batch(
         "truncated": tokenized.truncated.tolist(),
         "kept": kept,
     }
+
+
+def tokenize_batch_columns(batch: dict[str, list], **arguments: Any) -> pyarrow.Table:
+    """`tokenize_batch` as an Arrow table, each list column one buffer and its row offsets:
+    datasets writes that as it is, where it would convert a list of rows row by row."""
+    rows = tokenize_batch(batch, **arguments)
+    return pyarrow.table(
+        {
+            name: list_array(values) if isinstance(TOKENIZED_FEATURES[name], List) else pyarrow.array(values)
+            for name, values in rows.items()
+        }
+    )
+
+
+def list_array(rows: list[numpy.ndarray]) -> pyarrow.ListArray:
+    offsets = numpy.zeros(len(rows) + 1, dtype=numpy.int32)
+    numpy.cumsum([len(row) for row in rows], out=offsets[1:])
+    return pyarrow.ListArray.from_arrays(offsets, numpy.concatenate(rows) if rows else numpy.zeros(0, numpy.int32))
 
 
 def located_template_error(
