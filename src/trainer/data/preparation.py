@@ -176,7 +176,7 @@ def checked_lines(
     """The valid records of a JSON Lines file and how many bad ones were skipped. This process
     only copies the lines to an Arrow file; parsing and checking them, the costly part, is done
     by `check_lines` in batches, in `num_proc` processes."""
-    lines_file = scratch.path / "lines.arrow"
+    started, lines_file = time.monotonic(), scratch.path / "lines.arrow"
     lines = tqdm(iter_json_lines(source), desc=f"Reading {source.name}", unit=" records", disable=None)
     table, digest = write_lines(lines, lines_file)
     processes = process_count(num_proc, len(table))
@@ -194,6 +194,15 @@ def checked_lines(
         desc=f"Checking {source.name}",
     )
     lines_file.unlink()
+    seconds = max(time.monotonic() - started, 1e-9)
+    log.info(
+        "%s: %d records read and checked in %.1f s by %d process(es): %.0f records/s",
+        source,
+        len(checked),
+        seconds,
+        processes,
+        len(checked) / seconds,
+    )
     problem = checked.data.table.column("problem")
     skipped = report_bad_records(source, pyarrow.compute.drop_null(problem).to_pylist(), len(checked), on_bad_record)
     records = checked.remove_columns(["problem"])
