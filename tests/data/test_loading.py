@@ -13,8 +13,9 @@ import pytest
 from datasets import Dataset
 
 from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.data import preparation
 from trainer.data.loading import parse_json_line, value_problem
-from trainer.data.preparation import checked_records, load_record_split
+from trainer.data.preparation import checked_records, checked_table, load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.errors import DataError
 from trainer.modeling.tiny import build_tokenizer
@@ -132,6 +133,24 @@ def test_skip_leaves_bad_records_out_and_counts_them(tmp_path, caplog):
     # Records keep their position in the file, so the profile's per-example choices do not move.
     assert [(index, record.line) for index, record in records] == [(0, 1), (8, 9)]
     assert f"Skipped 7 bad records of {path}" in caplog.text
+
+
+def test_records_checked_in_several_processes_are_reported_and_kept_as_in_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(preparation, "MIN_ROWS_PER_PROCESS", 4)
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(BAD_LINES * 3) + "\n")
+    (one, skipped_one), (two, skipped_two) = (
+        checked_table(str(path), PROFILE, "skip", num_proc) for num_proc in (1, 2)
+    )
+    assert list(one) == list(two) and len(one) == 6 and skipped_one == skipped_two == 21
+    assert one.digest == two.digest
+    problems = []
+    for num_proc in (1, 2):
+        with pytest.raises(DataError) as caught:
+            checked_table(str(path), PROFILE, "error", num_proc)
+        problems.append(caught.value.problems)
+    assert problems[0] == problems[1] and len(problems[0]) == 21
+    assert problems[0][-1] == f"{path}:26 (example 25): conversations[0].from must be one of system, human, user, gpt, assistant (got 'alien')"  # fmt: skip
 
 
 def test_skipped_records_are_counted_in_the_split(tmp_path):

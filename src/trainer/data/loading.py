@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trainer.config.schema import SUPPORTED_FORMATS
 from trainer.errors import DataError, first_line
@@ -22,6 +22,7 @@ SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
 # Chat records nest a few levels (record > messages > message > content parts); far deeper is
 # a broken or hostile file, and recursive code later on (copies, templates) would overflow.
 MAX_NESTING = 32
+Entry = TypeVar("Entry")
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,24 @@ def read_records(path: Path) -> list[Record]:
 def iter_records(path: Path) -> Iterator[Record]:
     """The records of `path` one by one, read as they are asked for (a JSON array excepted,
     which is parsed whole): memory holds what the caller keeps, not the file."""
+    return read_entries(path, records_by_format)
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, text) of each record of a JSON Lines file, not parsed: `parse_json_line`
+    reads them afterwards, e.g. in worker processes, as `read_jsonl_records` would."""
+    return read_entries(path, json_lines)
+
+
+def read_entries(path: Path, read: Callable[[Path], Iterator[Entry]]) -> Iterator[Entry]:
+    """What `read` finds in `path`; a path that is missing, unreadable or empty is a `DataError`."""
     if not path.exists():
         raise DataError([f"{path} does not exist"])
     empty = True
     try:
-        for record in records_by_format(path):
+        for entry in read(path):
             empty = False
-            yield record
+            yield entry
     except OSError as error:
         raise DataError([f"{path} cannot be read: {error.strerror or error}"]) from error
     if empty:
@@ -79,13 +91,18 @@ def records_by_format(path: Path) -> Iterator[Record]:
 
 def read_jsonl_records(path: Path) -> Iterator[Record]:
     """Every non-blank line of a JSON Lines file (UTF-8, with or without a byte order mark)."""
+    for number, line in json_lines(path):
+        example, problem = parse_json_line(line)
+        yield Record(example, str(path), number, error=problem)
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of every non-blank line, without byte order mark or trailing whitespace."""
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            # Not only on line 1: concatenated files keep their byte order marks.
-            example, problem = parse_json_line(line.removeprefix(codecs.BOM_UTF8).rstrip())
-            yield Record(example, str(path), number, error=problem)
+            if line.strip():
+                # Not only on line 1: concatenated files keep their byte order marks.
+                yield number, line.removeprefix(codecs.BOM_UTF8).rstrip()
 
 
 def parse_json_line(line: bytes) -> tuple[Any, str | None]:

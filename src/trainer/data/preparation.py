@@ -3,6 +3,7 @@ checked before any model loads, then tokenized once the tokenizer exists."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,10 +26,25 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config.schema import DataConfig
-from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir
+from trainer.data.cache import (
+    cache_key,
+    complete_dir,
+    exclusive,
+    load_cached,
+    publish,
+    scratch_dir,
+    tokenized_cache_dir,
+)
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
-from trainer.data.loading import Record, iter_records, resolve_data_path
-from trainer.data.records import RecordTable, RecordTableWriter
+from trainer.data.loading import Record, iter_json_lines, iter_records, parse_json_line, resolve_data_path
+from trainer.data.records import (
+    CHECKED_FEATURES,
+    WRITE_BATCH,
+    RecordTable,
+    RecordTableWriter,
+    ScratchDirectory,
+    write_lines,
+)
 from trainer.data.tokenization import tokenize_conversations
 from trainer.errors import DataError
 from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
@@ -86,9 +102,14 @@ class TokenizedData:
 def load_record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
     """Read and validate the configured files into Arrow tables; split off a seeded validation
     set when none is given."""
-    train, skipped = checked_table(config.train, profile, config.on_bad_record)
+    # The tables' files go beside the tokenized cache (a place chosen for its space), or to the
+    # temporary directory with the cache off.
+    scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
+    train, skipped = checked_table(config.train, profile, config.on_bad_record, config.num_proc, scratch)
     if config.validation is not None:
-        validation, skipped_validation = checked_table(config.validation, profile, config.on_bad_record)
+        validation, skipped_validation = checked_table(
+            config.validation, profile, config.on_bad_record, config.num_proc, scratch
+        )
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
@@ -104,10 +125,22 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     )
 
 
-def checked_table(path: str | None, profile: Profile, on_bad_record: str) -> tuple[RecordTable, int]:
-    """The valid records of `path`, as `checked_records` gives them, in an Arrow table."""
-    writer = RecordTableWriter()
-    skipped = check_records(resolve_data_path(path), profile, on_bad_record, writer.add)
+def checked_table(
+    path: str | None,
+    profile: Profile,
+    on_bad_record: str,
+    num_proc: int | None = None,
+    scratch_parent: Path | None = None,
+) -> tuple[RecordTable, int]:
+    """The valid records of `path`, as `checked_records` gives them, in an Arrow table in a scratch
+    directory under `scratch_parent` (the temporary directory by default). JSON Lines are parsed
+    and checked in batches in `num_proc` processes (None: the cores available); other formats,
+    which their readers parse as they read, as they are read."""
+    source = resolve_data_path(path)
+    if source.is_file() and source.suffix == ".jsonl":
+        return checked_lines(source, profile, on_bad_record, num_proc, ScratchDirectory(scratch_parent))
+    writer = RecordTableWriter(scratch_parent)
+    skipped = check_records(source, profile, on_bad_record, writer.add)
     return writer.close(), skipped
 
 
@@ -117,14 +150,13 @@ def checked_records(
     """The valid records of `path` in the internal chat form, each with its position in the file,
     and how many bad ones were skipped. With on_bad_record="error" any bad record raises one
     `DataError` that lists every bad record with its location."""
-    kept: list[tuple[int, Record]] = []
-    skipped = check_records(resolve_data_path(path), profile, on_bad_record, lambda *pair: kept.append(pair))
-    return kept, skipped
+    table, skipped = checked_table(path, profile, on_bad_record)
+    return list(table), skipped
 
 
 def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Callable[[int, Record], None]) -> int:
     """Hand each valid record of `source` to `keep` as it is read; the number of bad ones skipped."""
-    problems, total, kept = [], 0, 0
+    problems, total = [], 0
     records = tqdm(iter_records(source), desc=f"Reading {source.name}", unit=" records", disable=None)
     for index, record in enumerate(records):
         total += 1
@@ -135,14 +167,84 @@ def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Call
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
             keep(index, replace(record, example=example))
-            kept += 1
+    return report_bad_records(source, problems, total, on_bad_record)
+
+
+def checked_lines(
+    source: Path, profile: Profile, on_bad_record: str, num_proc: int | None, scratch: ScratchDirectory
+) -> tuple[RecordTable, int]:
+    """The valid records of a JSON Lines file and how many bad ones were skipped. This process
+    only copies the lines to an Arrow file; parsing and checking them, the costly part, is done
+    by `check_lines` in batches, in `num_proc` processes."""
+    started, lines_file = time.monotonic(), scratch.path / "lines.arrow"
+    lines = tqdm(iter_json_lines(source), desc=f"Reading {source.name}", unit=" records", disable=None)
+    table, digest = write_lines(lines, lines_file)
+    processes = process_count(num_proc, len(table))
+    checked = table.map(
+        check_lines,
+        batched=True,
+        batch_size=WRITE_BATCH,
+        num_proc=processes if processes > 1 else None,
+        fn_kwargs={"profile": profile, "source": str(source)},
+        remove_columns=table.column_names,
+        features=CHECKED_FEATURES,
+        cache_file_name=str(scratch.path / "checked.arrow"),
+        # A fresh directory: nothing to find under any fingerprint, and none worth hashing the profile for.
+        new_fingerprint=scratch.path.name,
+        desc=f"Checking {source.name}",
+    )
+    lines_file.unlink()
+    seconds = max(time.monotonic() - started, 1e-9)
+    log.info(
+        "%s: %d records read and checked in %.1f s by %d process(es): %.0f records/s",
+        source,
+        len(checked),
+        seconds,
+        processes,
+        len(checked) / seconds,
+    )
+    problem = checked.data.table.column("problem")
+    skipped = report_bad_records(source, pyarrow.compute.drop_null(problem).to_pylist(), len(checked), on_bad_record)
+    records = checked.remove_columns(["problem"])
+    if skipped:
+        kept = numpy.flatnonzero(pyarrow.compute.is_null(problem).to_numpy(zero_copy_only=False))
+        digest = hashlib.sha256(digest.encode() + kept.tobytes()).hexdigest()
+        records = records.select(kept)
+    return RecordTable(records, digest, owner=scratch), skipped
+
+
+def check_lines(batch: dict[str, list], profile: Profile, source: str) -> dict[str, list]:
+    """A batch of JSON Lines parsed and checked as `check_records` checks records: each row keeps
+    its example as JSON text, or says what is wrong with it."""
+    examples, problems = [], []
+    for index, number, text in zip(batch["index"], batch["line"], batch["text"], strict=True):
+        value, error = parse_json_line(text)
+        record = Record(value, source, number, error=error)
+        example, found = checked_example(record, profile)
+        problems.append(record_problem(record, index, found) if found else None)
+        # The line itself where it is the example already (no other shape to convert from).
+        examples.append(None if found else text.decode() if example is value else json.dumps(example))
+    rows = len(examples)
+    return {
+        "index": batch["index"],
+        "source": [source] * rows,
+        "line": batch["line"],
+        "unit": ["line"] * rows,
+        "example": examples,
+        "problem": problems,
+    }
+
+
+def report_bad_records(source: Path, problems: list[str], total: int, on_bad_record: str) -> int:
+    """Raise the bad records' problems (data.on_bad_record=error) or log that they are skipped;
+    how many were skipped. No valid record at all is an error either way."""
     if problems and on_bad_record == "error":
         raise DataError(problems)
     if problems:
         log.warning(
             "Skipped %d bad records of %s (data.on_bad_record=skip), e.g. %s", len(problems), source, problems[0]
         )
-    if not kept:
+    if len(problems) == total:
         raise DataError([f"{source}: none of its {total} records is valid"])
     return len(problems)
 
@@ -254,7 +356,7 @@ def tokenize_records(
     started = time.monotonic()
     processes = process_count(num_proc, len(records))
     tokenized = records.dataset.map(
-        tokenize_batch,
+        tokenize_batch_columns,
         batched=True,
         batch_size=BATCH_SIZE,
         num_proc=processes if processes > 1 else None,
@@ -340,6 +442,24 @@ def tokenize_batch(
         "truncated": tokenized.truncated.tolist(),
         "kept": kept,
     }
+
+
+def tokenize_batch_columns(batch: dict[str, list], **arguments: Any) -> pyarrow.Table:
+    """`tokenize_batch` as an Arrow table, each list column one buffer and its row offsets:
+    datasets writes that as it is, where it would convert a list of rows row by row."""
+    rows = tokenize_batch(batch, **arguments)
+    return pyarrow.table(
+        {
+            name: list_array(values) if isinstance(TOKENIZED_FEATURES[name], List) else pyarrow.array(values)
+            for name, values in rows.items()
+        }
+    )
+
+
+def list_array(rows: list[numpy.ndarray]) -> pyarrow.ListArray:
+    offsets = numpy.zeros(len(rows) + 1, dtype=numpy.int32)
+    numpy.cumsum([len(row) for row in rows], out=offsets[1:])
+    return pyarrow.ListArray.from_arrays(offsets, numpy.concatenate(rows) if rows else numpy.zeros(0, numpy.int32))
 
 
 def located_template_error(

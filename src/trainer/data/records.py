@@ -1,23 +1,33 @@
 """Checked records kept in a memory-mapped Arrow file instead of Python objects, so a data set of
-any size costs a batch of memory; read back as (index, Record) pairs wherever they are needed."""
+any size costs a batch of memory; read back as (index, Record) pairs wherever they are needed.
+
+The files live in a scratch directory that the process holds a lock on while it uses them: it is
+removed when the tables are done with, and one left behind by a killed process (its lock free)
+is removed by the next process that makes one beside it."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
+import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import overload
 
 import numpy
 import pyarrow
 import pyarrow.ipc
-from datasets import Dataset
+from datasets import Dataset, Features, Value
 
 from trainer.data.loading import Record
+
+log = logging.getLogger(__name__)
 
 # Records buffered before they are written out as one Arrow batch.
 WRITE_BATCH = 1000
@@ -32,17 +42,33 @@ SCHEMA = pyarrow.schema(
         ("example", pyarrow.large_string()),
     ]
 )
+# The lines of a JSON Lines file as read, before they are parsed and checked.
+LINES_SCHEMA = pyarrow.schema([("index", pyarrow.int64()), ("line", pyarrow.int64()), ("text", pyarrow.large_binary())])
+# Checked records: the columns of `SCHEMA`, the example null and `problem` set for a bad one.
+CHECKED_FEATURES = Features(
+    {
+        "index": Value("int64"),
+        "source": Value("string"),
+        "line": Value("int64"),
+        "unit": Value("string"),
+        "example": Value("large_string"),
+        "problem": Value("string"),
+    }
+)
+SCRATCH_PREFIX = ".trainer-records-"
+LOCK_FILE = "lock"
 
 
 class RecordTable(Sequence[tuple[int, Record]]):
     """(index in its file, record) pairs in an Arrow file; `dataset` is that file, rows selected."""
 
-    def __init__(self, dataset: Dataset, digest: str, owner: RecordTable | None = None) -> None:
+    def __init__(self, dataset: Dataset, digest: str, owner: RecordTable | ScratchDirectory) -> None:
         self.dataset = dataset
-        # A digest of the rows' indexes and examples, taken as they were written (reading them
+        # A digest of what the rows were read from, taken as it was written (reading the rows
         # back for it would bring the whole file into memory).
         self.digest = digest
-        # The table whose file this one's rows select from: kept alive as long as this one.
+        # The table whose file this one's rows select from, or the directory of the file: kept
+        # alive as long as this one.
         self.owner = owner
 
     def __len__(self) -> int:
@@ -84,13 +110,67 @@ def record_columns(pairs: Sequence[tuple[int, Record]]) -> dict[str, list]:
     }
 
 
-class RecordTableWriter:
-    """Collects records into a new Arrow file in a temporary directory that lives as long as the
-    table read from it."""
+class ScratchDirectory:
+    """A new directory under `parent` (the temporary directory by default), locked while this
+    object lives and removed when it is collected or the interpreter exits; abandoned ones
+    beside it are removed first."""
 
-    def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="trainer-records-")
-        self.path = Path(self.directory) / "records.arrow"
+    def __init__(self, parent: Path | None = None) -> None:
+        parent = Path(parent or tempfile.gettempdir())
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_scratch(parent)
+        self.path = Path(tempfile.mkdtemp(dir=parent, prefix=SCRATCH_PREFIX))
+        lock = os.open(self.path / f"{LOCK_FILE}.new", os.O_CREAT | os.O_WRONLY, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # Put in place locked: another process never finds this directory's lock free.
+        os.rename(self.path / f"{LOCK_FILE}.new", self.path / LOCK_FILE)
+        weakref.finalize(self, remove_scratch, self.path, lock)
+
+
+def remove_scratch(path: Path, lock: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(lock)
+
+
+def remove_abandoned_scratch(parent: Path) -> None:
+    """Remove the scratch directories under `parent` whose lock is free: the process that held
+    it was killed before it could remove them (the lock dies with its process)."""
+    for directory in parent.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            lock = os.open(directory / LOCK_FILE, os.O_RDONLY)
+        except OSError:  # not locked yet by the process making it, gone, or another user's
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its process is alive
+            continue
+        else:
+            log.info("Removing %s, left behind by an interrupted process", directory)
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os.close(lock)
+
+
+def write_lines(lines: Iterable[tuple[int, bytes]], path: Path) -> tuple[Dataset, str]:
+    """(line number, text) pairs into the Arrow file `path`, indexed in order, and a digest of
+    their text. A batch of lines is all that memory holds."""
+    digest, numbered = hashlib.sha256(), enumerate(lines)
+    with pyarrow.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, LINES_SCHEMA) as writer:
+        while batch := list(islice(numbered, WRITE_BATCH)):
+            texts = [text for _, (_, text) in batch]
+            digest.update(b"\n".join(texts) + b"\n")
+            columns = [[index for index, _ in batch], [number for _, (number, _) in batch], texts]
+            writer.write_batch(pyarrow.record_batch(columns, schema=LINES_SCHEMA))
+    return Dataset.from_file(str(path)), digest.hexdigest()
+
+
+class RecordTableWriter:
+    """Collects records into a new Arrow file in a scratch directory (under `parent`) that lives as
+    long as the table read from it."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.directory = ScratchDirectory(parent)
+        self.path = self.directory.path / "records.arrow"
         self.sink = pyarrow.OSFile(str(self.path), "wb")
         self.writer = pyarrow.ipc.new_stream(self.sink, SCHEMA)
         self.pending: list[tuple[int, Record]] = []
@@ -114,6 +194,4 @@ class RecordTableWriter:
         self.flush()
         self.writer.close()
         self.sink.close()
-        table = RecordTable(Dataset.from_file(str(self.path)), self.hash.hexdigest())
-        weakref.finalize(table, shutil.rmtree, self.directory, ignore_errors=True)
-        return table
+        return RecordTable(Dataset.from_file(str(self.path)), self.hash.hexdigest(), owner=self.directory)
