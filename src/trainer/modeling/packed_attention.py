@@ -150,7 +150,7 @@ def _(grad_output, query, key, value, output, logsumexp, boundaries, scale):
     return tuple(torch.empty_like(tensor) for tensor in (query, key, value))
 
 
-def save_for_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
+def keep_for_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
     query, key, value, ctx.boundaries, ctx.scale = inputs
     ctx.save_for_backward(query, key, value, *output)
 
@@ -163,7 +163,7 @@ def attention_backward(ctx: Any, grad_output: torch.Tensor, _grad_logsumexp: tor
     return *grads, None, None
 
 
-causal_attention_per_segment.register_autograd(attention_backward, setup_context=save_for_backward)
+causal_attention_per_segment.register_autograd(attention_backward, setup_context=keep_for_backward)
 
 
 @cache
