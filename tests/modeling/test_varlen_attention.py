@@ -1,5 +1,6 @@
-"""The CUDA path of packed attention: one varlen kernel over the packed row gives what SDPA per
-example gives. On a CPU machine the kernel is stood in for by a per-segment reference, which
+"""Packed attention gives what SDPA per example gives: on the CPU through one custom operator
+(forward and gradients, traceable without a graph break), on CUDA through one varlen kernel over
+the packed row. On a CPU machine the kernel is stood in for by a per-segment reference, which
 checks the layout and arguments trainer hands it; with CUDA the real kernel is compared."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from trainer.config.schema import TinyModelConfig
 from trainer.modeling import packed_attention
-from trainer.modeling.packed_attention import sdpa_per_example, varlen_attention
+from trainer.modeling.packed_attention import causal_attention_per_segment, sdpa_per_example, varlen_attention
 from trainer.modeling.tiny import build_model, build_tokenizer
 
 BOUNDARIES = [0, 5, 17, 17, 30, 30]  # three examples, then empty segments, as token-budget batches have
@@ -69,3 +70,42 @@ def test_varlen_attention_hands_the_kernel_the_layout_it_reads(attention_module,
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the varlen kernel needs CUDA")
 def test_the_cuda_varlen_kernel_matches_sdpa_per_example(attention_module):
     assert gap_to_per_example(attention_module, "cuda", torch.bfloat16) < 2e-2
+
+
+def projected_inputs(heads: int, kv_heads: int, head_dim: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Leaves shaped like projection outputs and the (1, heads, length, head dim) views the
+    attention receives, strided as in the model."""
+    torch.manual_seed(0)
+    leaves = [torch.randn(1, 30, count * head_dim, requires_grad=True) for count in (heads, kv_heads, kv_heads)]
+    return leaves, [leaf.view(1, 30, -1, head_dim).transpose(1, 2) for leaf in leaves]
+
+
+def test_the_cpu_attention_operator_matches_sdpa_per_example_with_its_gradients(attention_module):
+    boundaries = torch.tensor(BOUNDARIES, dtype=torch.int32)
+    scaling, head_dim = attention_module.scaling, attention_module.head_dim
+    leaves, views = projected_inputs(4, 2, head_dim)
+    reference = sdpa_per_example(attention_module, *views, boundaries, scaling=scaling, dropout=0.0)
+    output = causal_attention_per_segment(*views, boundaries, scaling)[0]
+    upstream = torch.randn_like(reference)
+    expected = torch.autograd.grad(reference, leaves, upstream)
+    got = torch.autograd.grad(output, leaves, upstream)
+    assert output.shape == (1, 30, 4, head_dim)
+    assert float((output - reference).abs().max()) < 1e-6
+    assert max(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True)) < 1e-6
+
+
+def test_the_cpu_attention_operator_compiles_without_a_graph_break(attention_module):
+    boundaries = torch.tensor(BOUNDARIES, dtype=torch.int32)
+    _, views = projected_inputs(4, 2, attention_module.head_dim)
+
+    def attend(query, key, value, boundaries):
+        return causal_attention_per_segment(query, key, value, boundaries, 0.25)[0].sum()
+
+    compiled = torch.compile(attend, fullgraph=True, backend="aot_eager")
+    assert torch.allclose(compiled(*views, boundaries), attend(*views, boundaries))
+
+
+def test_boundaries_that_leave_part_of_the_row_uncovered_are_refused():
+    _, views = projected_inputs(4, 2, 16)
+    with pytest.raises(ValueError, match="do not cover the row of 30 tokens"):
+        causal_attention_per_segment(*views, torch.tensor([0, 5, 17], dtype=torch.int32), None)
