@@ -78,13 +78,15 @@ def sweep(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return sweep_dir, completed
 
 
-def start_review(sweep_dir: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m trainer.review SWEEP` running, and the first URL it printed."""
+def start_review(sweep_dir: Path, sigint_ignored: bool = False) -> tuple[subprocess.Popen, str]:
+    """`python -m trainer.review SWEEP` running, and the first URL it printed; with `sigint_ignored`,
+    started as a shell starts a background job of a script (SIGINT ignored, inherited)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "trainer.review", str(sweep_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
     first_line = process.stdout.readline()
     assert first_line.startswith(f"TensorBoard for {sweep_dir}: http://127.0.0.1:"), first_line + process.stderr.read()
@@ -200,8 +202,9 @@ def test_only_the_compared_scalars_and_final_metrics_are_written(server):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_review_with_exit_0_and_no_traceback(sweep):
-    process, url = start_review(sweep[0])
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "inherited-ignored"])
+def test_ctrl_c_stops_the_review_with_exit_0_and_no_traceback(sweep, sigint_ignored):
+    process, url = start_review(sweep[0], sigint_ignored)
     assert get(f"{url}data/runs") is not None
     stderr = stop_with_ctrl_c(process)
     assert process.returncode == 0

@@ -77,6 +77,9 @@ def free_port() -> int:
 def serve(arguments: list[str], path: Path) -> int:
     """Run TensorBoard until it ends or Ctrl-C (or SIGTERM) stops it; its start-up chatter is
     replaced by the addresses, and shown only if it fails to start."""
+    # Ctrl-C stops it however it was started: a shell starting it in the background of a script
+    # leaves SIGINT ignored, and Python then raises no KeyboardInterrupt by itself.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", *arguments], stderr=subprocess.PIPE, text=True, bufsize=1
