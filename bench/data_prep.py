@@ -72,7 +72,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], sizes: list[int], num_p
         print(target.show())
     header = (
         f"`python -m bench --data`, run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores "
-        f"(load average {os.getloadavg()[0]:.1f} at the end: above the core count, the machine was shared), "
+        f"(load average {os.getloadavg()[0]:.1f} at the end, the bench's own processes included), "
         f"num_proc={num_proc}; {ROUNDS} rounds per size, each running both contenders back to back in "
         "alternating order; ratios are per round (median, range), rows give median (range). chats per "
         "CPU-second counts the user + system time of the contender and its workers over the same span as "
