@@ -21,19 +21,19 @@ from omegaconf import OmegaConf
 from trainer.cli.argv import resume_overrides
 from trainer.errors import UserError
 from trainer.run.interruption import STOP_SIGNALS
+from trainer.run.layout import SweepDirectory
 from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.run.resume import refuse_unsafe_overrides
 
 USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 # Overrides the resume sets itself, so the originals must not compete with them.
 RESUME_OWNED = ("hydra.sweep.dir=", "run.resume=", "hydra.output_subdir=")
-MULTIRUN_CONFIG = "multirun.yaml"
 
 
 def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
-    multirun_config = sweep_dir / MULTIRUN_CONFIG
+    multirun_config = SweepDirectory(sweep_dir).multirun_config
     if not multirun_config.is_file():
-        raise UserError(f"Cannot resume: {sweep_dir} is not a sweep directory: it has no {MULTIRUN_CONFIG}")
+        raise UserError(f"Cannot resume: {sweep_dir} is not a sweep directory: it has no {multirun_config.name}")
     refuse_unsafe_overrides(extra)
     original = OmegaConf.load(multirun_config).hydra.overrides.task
     kept = [item for item in original if not item.startswith(RESUME_OWNED)]
@@ -45,7 +45,7 @@ def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
 def run_keeping_multirun_config(command: list[str], sweep_dir: Path) -> int:
     """Run the resumed sweep; Hydra rewrites multirun.yaml, so the original is put back and the
     resume's kept beside it. A signal to this process is passed on to the sweep, which stops."""
-    multirun_config = sweep_dir / MULTIRUN_CONFIG
+    multirun_config = SweepDirectory(sweep_dir).multirun_config
     original = multirun_config.read_bytes()
     # Its own session: Ctrl-C reaches it once, through this process, not twice (a second stops at once).
     sweep = subprocess.Popen(command, start_new_session=True)
@@ -58,7 +58,7 @@ def run_keeping_multirun_config(command: list[str], sweep_dir: Path) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if multirun_config.read_bytes() != original:
-            multirun_config.replace(sweep_dir / "multirun.resume.yaml")
+            multirun_config.replace(SweepDirectory(sweep_dir).resume_record)
             multirun_config.write_bytes(original)
 
 

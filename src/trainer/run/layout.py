@@ -15,7 +15,7 @@ from typing import Any
 
 from trainer.errors import UserError
 from trainer.run.files import write_json_atomic
-from trainer.run.overrides import tensorboard_run_name
+from trainer.run.overrides import MULTIRUN_CONFIG, tensorboard_run_name
 
 log = logging.getLogger(__name__)
 
@@ -230,3 +230,41 @@ class RunDirectory:
             return json.loads(self.result_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
+
+
+@dataclass(frozen=True)
+class SweepDirectory:
+    """A sweep's directory (multirun/DATE/TIME): Hydra's record of it, a numbered directory per
+    job (a `RunDirectory` each), and the summary across them."""
+
+    root: Path
+
+    @property
+    def multirun_config(self) -> Path:
+        return self.root / MULTIRUN_CONFIG
+
+    @property
+    def resume_record(self) -> Path:
+        """The command line of `trainer sweep resume=`, kept beside the original's."""
+        return self.root / "multirun.resume.yaml"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
+
+    @property
+    def summary_png(self) -> Path:
+        return self.root / "summary.png"
+
+    def job_dir(self, number: int) -> Path:
+        return self.root / str(number)
+
+    def job_dirs(self) -> list[Path]:
+        """The numbered job directories that exist, in job order."""
+        return sorted(
+            (path for path in self.root.iterdir() if path.is_dir() and path.name.isdigit()), key=lambda p: int(p.name)
+        )

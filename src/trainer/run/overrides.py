@@ -12,6 +12,8 @@ from omegaconf import OmegaConf
 
 # Overrides that say how a job ran rather than what it trained.
 HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
+# Hydra's record of a sweep, at its root: the command line every job of it was expanded from.
+MULTIRUN_CONFIG = "multirun.yaml"
 # Longest TensorBoard run directory name: file systems allow 255 bytes.
 MAX_NAME_LENGTH = 160
 # Values Hydra's override grammar reads as they are; anything else is quoted.
@@ -47,7 +49,7 @@ def swept_keys(run_dir: Path) -> set[str]:
     """The keys the run's sweep varies: those given several values on the sweep's command line
     (multirun.yaml at the sweep root) and those a sweeper searches (`hydra.sweeper.params`)."""
     keys = set()
-    multirun_config = run_dir.parent / "multirun.yaml"
+    multirun_config = run_dir.parent / MULTIRUN_CONFIG
     if multirun_config.is_file():
         # Imported here: `trainer status` reads run directories too, and stays quick without it.
         from hydra.core.override_parser.overrides_parser import OverridesParser

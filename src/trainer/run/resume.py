@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.config.load import load_saved_config
 from trainer.errors import UserError
-from trainer.run.layout import SAVED_CONFIG, RunDirectory
+from trainer.run.layout import SAVED_CONFIG, RunDirectory, SweepDirectory
 from trainer.run.overrides import override_key
 
 SWEEP_FLAGS = ("--multirun", "-m")
@@ -93,7 +93,7 @@ def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:
     resume = "run.resume=true" in arguments
     if any(argument in SWEEP_FLAGS for argument in arguments):
         sweep_dir = named.get("hydra.sweep.dir")
-        if sweep_dir and not resume and (Path(sweep_dir) / "multirun.yaml").exists():
+        if sweep_dir and not resume and SweepDirectory(Path(sweep_dir)).multirun_config.exists():
             raise UserError(
                 f"{sweep_dir} already holds a sweep; continue it with `python -m trainer.sweep resume={sweep_dir}` "
                 "or start the sweep in another directory"

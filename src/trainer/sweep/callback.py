@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from trainer.run.layout import SweepDirectory
 from trainer.sweep.plot import plot_loss_curves
 from trainer.sweep.summary import write_summary
 
@@ -28,5 +29,5 @@ class SweepSummaryCallback(Callback):
         if not sweep_dir.is_dir():
             return
         rows = write_summary(sweep_dir, config.sweep.metric, config.sweep.mode)
-        plot_loss_curves(rows, sweep_dir / "summary.png")
-        log.info("Sweep summary: %s", sweep_dir / "summary.md")
+        plot_loss_curves(rows, SweepDirectory(sweep_dir).summary_png)
+        log.info("Sweep summary: %s", SweepDirectory(sweep_dir).summary_md)

@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from trainer.run.files import write_text_atomic
-from trainer.run.layout import RunDirectory
+from trainer.run.layout import RunDirectory, SweepDirectory
 from trainer.run.outcome import INTERRUPTED
 from trainer.run.overrides import job_overrides, visible
 from trainer.sweep.metrics import best_index, metric_value
@@ -31,13 +31,6 @@ class JobRow:
     runtime_sec: float | None
     run_dir: str
     best: bool = False
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """The numbered job directories of a sweep, in job order."""
-    return sorted(
-        (path for path in sweep_dir.iterdir() if path.is_dir() and path.name.isdigit()), key=lambda p: int(p.name)
-    )
 
 
 def job_row(job_dir: Path, overrides: list[str]) -> JobRow:
@@ -65,16 +58,17 @@ def job_row(job_dir: Path, overrides: list[str]) -> JobRow:
 def sweep_jobs(sweep_dir: Path) -> dict[Path, list[str]]:
     """Every job's directory and overrides, in job order: those started (their directory), and
     those the sweep's multirun.yaml still plans (a sweep stopped by a signal)."""
-    jobs = {job_dir: job_overrides(job_dir) for job_dir in job_dirs(sweep_dir)}
+    sweep = SweepDirectory(sweep_dir)
+    jobs = {job_dir: job_overrides(job_dir) for job_dir in sweep.job_dirs()}
     for number, overrides in enumerate(planned_jobs(sweep_dir)):
-        jobs.setdefault(sweep_dir / str(number), visible(overrides))
+        jobs.setdefault(sweep.job_dir(number), visible(overrides))
     return dict(sorted(jobs.items(), key=lambda job: int(job[0].name)))
 
 
 def planned_jobs(sweep_dir: Path) -> list[list[str]]:
     """The overrides of each job the sweep's multirun.yaml expands to, in job order; none where
     another sweeper (Optuna) decides the jobs as it goes."""
-    path = sweep_dir / "multirun.yaml"
+    path = SweepDirectory(sweep_dir).multirun_config
     if not path.is_file():
         return []
     config = OmegaConf.load(path)
@@ -104,8 +98,9 @@ def write_summary(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
     jobs = sweep_jobs(sweep_dir)
     rows = collect_rows(jobs, metric, mode)
     shared = shared_overrides(list(jobs.values()))
-    write_text_atomic(sweep_dir / "summary.csv", summary_csv(rows))
-    write_text_atomic(sweep_dir / "summary.md", summary_markdown(rows, shared, metric, mode))
+    sweep = SweepDirectory(sweep_dir)
+    write_text_atomic(sweep.summary_csv, summary_csv(rows))
+    write_text_atomic(sweep.summary_md, summary_markdown(rows, shared, metric, mode))
     return rows
 
 
