@@ -56,8 +56,7 @@ def tensorboard_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def mlflow_scalars(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
     metrics = client.get_run(run_id).data.metrics
     return {
-        key: sorted((metric.step, metric.value) for metric in client.get_metric_history(run_id, key))
-        for key in metrics
+        key: sorted((metric.step, metric.value) for metric in client.get_metric_history(run_id, key)) for key in metrics
     }
 
 

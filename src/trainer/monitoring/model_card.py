@@ -27,10 +27,9 @@ def write_model_card(
     data_stats: dict[str, int],
     history: Sequence[dict[str, Any]],
 ) -> None:
-    card = ModelCard(
-        f"---\n{card_metadata(config).to_yaml()}\n---\n\n{card_body(run_dir, config, result, data_stats, history)}"
-    )
-    card.save(run_dir.model_card)
+    """The card of a completed run; `history` is the Trainer's log history (its best losses)."""
+    body = card_body(run_dir, config, data_stats, results=metric_rows(result, history))
+    ModelCard(f"---\n{card_metadata(config).to_yaml()}\n---\n\n{body}").save(run_dir.model_card)
 
 
 def card_metadata(config: TrainerConfig) -> ModelCardData:
@@ -48,11 +47,7 @@ def card_metadata(config: TrainerConfig) -> ModelCardData:
 
 
 def card_body(
-    run_dir: RunDirectory,
-    config: TrainerConfig,
-    result: TrainingResult,
-    data_stats: dict[str, int],
-    history: Sequence[dict[str, Any]],
+    run_dir: RunDirectory, config: TrainerConfig, data_stats: dict[str, int], results: list[list[str]]
 ) -> str:
     model = config.model
     origin = model.path if model.source == "pretrained" else f"a tiny {model.architecture} built from scratch"
@@ -69,7 +64,7 @@ def card_body(
         ),
         "## Hyper-parameters\n\n"
         + table(["", "value"], [[item.name, str(item.value)] for item in reported_hparams(config)]),
-        "## Results\n\n" + table(["metric", "final", "best (step)"], metric_rows(result, history)),
+        "## Results\n\n" + table(["metric", "final", "best (step)"], results),
         "## Reproduce\n\n" + reproduce_section(run_dir),
         "## Full configuration\n\n```yaml\n" + OmegaConf.to_yaml(OmegaConf.structured(config)) + "```",
     ]
