@@ -23,8 +23,9 @@ from trainer.run.outcome import TrainingResult
 log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "WANDB_API_KEY"
-# W&B refuses longer tags.
+# W&B refuses longer tags and group names.
 MAX_TAG_LENGTH = 64
+MAX_GROUP_LENGTH = 128
 PREVIEW_COLUMNS = ["step", "prompt_index", "prompt", "golden_answer", "answer", "match", "error"]
 
 
@@ -68,7 +69,7 @@ def open_wandb(config: WandbLoggerConfig, run: TrackedRun, environ: Mapping[str,
     tracked = wandb.init(
         project=config.project,
         entity=config.entity,
-        group=config.group or (str(run.sweep_dir) if run.sweep_dir else None),
+        group=config.group or (str(run.sweep_dir)[-MAX_GROUP_LENGTH:] if run.sweep_dir else None),
         name=run.name,
         dir=str(run.run_dir.root),
         mode=mode,
