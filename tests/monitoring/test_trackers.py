@@ -84,11 +84,14 @@ def test_a_tracker_whose_package_is_missing_is_refused_before_anything_runs(make
     assert any(problem.startswith("logger.wandb.mode=sometimes is unknown") for problem in problems)
 
 
-def test_wandb_online_without_an_api_key_is_refused_when_opened(make_config, tmp_path):
-    config = make_config("logger=wandb", "logger.wandb.mode=online")
+def test_wandb_online_without_an_api_key_is_refused_before_any_tracker_opens_a_run(make_config, tmp_path):
+    store = tmp_path / "store" / "mlflow.db"
+    config = make_config(
+        "logger=[mlflow,wandb]", f"logger.mlflow.tracking_uri=sqlite:///{store}", "logger.wandb.mode=online"
+    )
     with pytest.raises(UserError, match="WANDB_API_KEY"):
         open_trackers(config, RunDirectory(tmp_path / "run"), environ={})
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not store.parent.exists()
 
 
 @pytest.mark.slow

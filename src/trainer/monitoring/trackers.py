@@ -151,17 +151,21 @@ class TrackerCallback(TrainerCallback):
 def open_trackers(config: TrainerConfig, run_dir: RunDirectory, environ: Mapping[str, str]) -> RunTrackers:
     """Open each tracker the `logger` section selects; a `UserError` (unreachable server, missing
     key) stops the run before training. `environ` holds the secrets (W&B's API key)."""
-    trackers: list[Tracker] = []
-    if config.logger.mlflow is None and config.logger.wandb is None:
-        return RunTrackers(trackers)
+    mlflow, wandb = config.logger.mlflow, config.logger.wandb
+    if mlflow is None and wandb is None:
+        return RunTrackers([])
     run = describe_run(config, run_dir)
-    # Imported on use: each package takes seconds to import, and is optional.
-    if config.logger.mlflow is not None:
+    trackers: list[Tracker] = []
+    # Imported on use: each package takes seconds to import, and is optional. W&B's mode is settled
+    # before MLflow opens a run, so that a refusal leaves no run behind.
+    if wandb is not None:
+        from trainer.monitoring.wandb_tracker import open_wandb, wandb_mode
+
+        mode, key = wandb_mode(wandb, environ)
+    if mlflow is not None:
         from trainer.monitoring.mlflow_tracker import open_mlflow
 
-        trackers.append(open_mlflow(config.logger.mlflow, run))
-    if config.logger.wandb is not None:
-        from trainer.monitoring.wandb_tracker import open_wandb
-
-        trackers.append(open_wandb(config.logger.wandb, run, environ))
+        trackers.append(open_mlflow(mlflow, run))
+    if wandb is not None:
+        trackers.append(open_wandb(wandb, run, mode, key))
     return RunTrackers(trackers)

@@ -57,7 +57,8 @@ class WandbTracker(Tracker):
         self.run.finish(exit_code=0 if result.success else 1)
 
 
-def open_wandb(config: WandbLoggerConfig, run: TrackedRun, environ: Mapping[str, str]) -> WandbTracker:
+def wandb_mode(config: WandbLoggerConfig, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """The mode W&B runs in and the API key it is given; online without a key is refused."""
     key = environ.get(API_KEY_VARIABLE) or None
     mode = config.mode if config.mode != "auto" else ("online" if key else "offline")
     if mode == "online" and key is None:
@@ -65,6 +66,10 @@ def open_wandb(config: WandbLoggerConfig, run: TrackedRun, environ: Mapping[str,
             f"logger.wandb.mode=online needs a W&B API key in {API_KEY_VARIABLE} (https://wandb.ai/authorize); "
             "or use logger.wandb.mode=offline and `wandb sync` later"
         )
+    return mode, key
+
+
+def open_wandb(config: WandbLoggerConfig, run: TrackedRun, mode: str, key: str | None) -> WandbTracker:
     previous = run.read_ids("wandb").get("id") if run.resume else None
     tracked = wandb.init(
         project=config.project,
