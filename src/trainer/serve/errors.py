@@ -58,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
-        message = "; ".join(f"{field_name(problem)}: {problem['msg']}" for problem in problems)
+        message = "; ".join(f"{field_name(problem)}: {problem_message(problem)}" for problem in problems)
         return error_response(400, message, field_name(problems[0]) if problems else None, "invalid_value")
 
     @app.exception_handler(Exception)
@@ -69,6 +69,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, str(error.detail), headers=error.headers)
+
+
+def problem_message(problem: dict[str, Any]) -> str:
+    if problem.get("type") == "extra_forbidden":  # pydantic says "Extra inputs are not permitted"
+        return "this server does not support this parameter"
+    return problem["msg"]
 
 
 def field_name(problem: dict[str, Any]) -> str:
