@@ -88,10 +88,6 @@ def test_without_top_logprobs_each_token_has_its_logprob_and_no_alternatives(ser
     assert entries and all(entry.logprob <= 0 and entry.top_logprobs == [] for entry in entries)
 
 
-def test_without_logprobs_the_choice_has_none(server):
-    assert ask(server, max_tokens=2).choices[0].logprobs is None
-
-
 def test_with_a_stop_string_the_logprobs_cover_the_kept_answer(server):
     free = ask(server).choices[0].message.content
     stop = characters_in_the_middle(free)[0]

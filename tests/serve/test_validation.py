@@ -32,6 +32,11 @@ INVALID = {
     "top_logprobs without logprobs": ({"top_logprobs": 2}, "top_logprobs"),
     "top_logprobs above 20": ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     "negative top_logprobs": ({"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+}
+
+# OpenAI parameters this server does not implement (each accepted only where it asks for nothing),
+# and parameters OpenAI does not have: never silently ignored.
+UNSUPPORTED = {
     "tools": ({"tools": [{"type": "function", "function": {"name": "add", "parameters": {}}}]}, "tools"),
     "tool_choice": ({"tool_choice": "auto"}, "tool_choice"),
     "parallel_tool_calls": ({"parallel_tool_calls": True}, "parallel_tool_calls"),
@@ -51,9 +56,15 @@ INVALID = {
 }
 
 
-@pytest.mark.parametrize("case", INVALID)
-def test_an_invalid_parameter_is_a_400_that_names_it(server, case):
-    changes, param = INVALID[case]
+REFUSED = {
+    **{case: (*refusal, "invalid_value") for case, refusal in INVALID.items()},
+    **{case: (*refusal, "unsupported_parameter") for case, refusal in UNSUPPORTED.items()},
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_an_invalid_or_unsupported_parameter_is_a_400_that_names_it(server, case):
+    changes, param, code = REFUSED[case]
     request = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 2, **changes}
 
     with pytest.raises(openai.BadRequestError) as refused:
@@ -61,7 +72,7 @@ def test_an_invalid_parameter_is_a_400_that_names_it(server, case):
 
     assert refused.value.status_code == 400
     assert refused.value.body["type"] == "invalid_request_error"
-    assert refused.value.body["param"] == param
+    assert (refused.value.body["param"], refused.value.body["code"]) == (param, code)
 
 
 def test_streaming_is_refused_as_unsupported(server):
@@ -97,7 +108,9 @@ def test_a_body_no_client_library_would_send_is_a_400(server, body, param):
     assert reply["error"]["param"] == param
 
 
-@pytest.mark.parametrize(("changes", "param"), [({"prompt": ""}, "prompt"), ({"max_tokens": 0}, "max_tokens")])
+@pytest.mark.parametrize(
+    ("changes", "param"), [({"prompt": ""}, "prompt"), ({"max_tokens": 0}, "max_tokens"), ({"stop": ["\\n"]}, "stop")]
+)
 def test_the_generate_route_validates_too(server, changes, param):
     status, reply = post(f"{server.url}/generate", json.dumps({"prompt": "hi", "max_tokens": 2, **changes}).encode())
     assert (status, reply["error"]["param"]) == (400, param)

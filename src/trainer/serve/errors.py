@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+# Validation problems that mean "this server does not do that" rather than "a bad value": an
+# unknown parameter, or one the schema accepts only at its neutral value (serve/schemas.py).
+UNSUPPORTED_PROBLEMS = ("extra_forbidden", "unsupported")
 
 
 class ApiError(Exception):
@@ -59,7 +62,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         message = "; ".join(f"{field_name(problem)}: {problem_message(problem)}" for problem in problems)
-        return error_response(400, message, field_name(problems[0]) if problems else None, "invalid_value")
+        unsupported = bool(problems) and problems[0].get("type") in UNSUPPORTED_PROBLEMS
+        code = "unsupported_parameter" if unsupported else "invalid_value"
+        return error_response(400, message, field_name(problems[0]) if problems else None, code)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, error: Exception) -> JSONResponse:

@@ -68,10 +68,22 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatCompletionRequest(BaseModel):
-    # A parameter this server does not know is a 400 naming it, never silently ignored.
+class StrictRequest(BaseModel):
+    """A request body: a parameter this server does not know is a 400 naming it, never silently
+    ignored; null asks for nothing, whatever the parameter (some clients send every parameter
+    they know, null where unset)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def drop_nulls_of_unknown_parameters(cls, body: Any) -> Any:
+        if isinstance(body, dict):
+            return {key: value for key, value in body.items() if value is not None or key in cls.model_fields}
+        return body
+
+
+class ChatCompletionRequest(StrictRequest):
     model: str = Field(max_length=4096)
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -101,15 +113,6 @@ class ChatCompletionRequest(BaseModel):
     modalities: Modalities
     stream_options: StreamOptions
     store: Store
-
-    @model_validator(mode="before")
-    @classmethod
-    def null_means_not_sent(cls, body: Any) -> Any:
-        """null asks for nothing, whatever the parameter: some clients send every parameter they
-        know, null where unset."""
-        if isinstance(body, dict):
-            return {key: value for key, value in body.items() if value is not None or key in cls.model_fields}
-        return body
 
     @field_validator("top_logprobs")
     @classmethod
@@ -141,7 +144,7 @@ class ChatCompletionRequest(BaseModel):
         ]
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(StrictRequest):
     """The seed system's `POST /generate`: a prompt text, used as it is."""
 
     prompt: str = Field(min_length=1)
