@@ -7,23 +7,13 @@ import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from tests.helpers import summed_loss_one_by_one
+from tests.helpers import conversation, summed_loss_one_by_one
 from trainer.config.schema import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
 from trainer.modeling.packed_attention import PER_EXAMPLE_SDPA, use_per_example_attention
 from trainer.modeling.tiny import build_model, build_tokenizer
-
-
-def conversation(turns: int) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": "Answer with the sum."}]
-    for turn in range(turns):
-        messages += [
-            {"role": "user", "content": f"What is {turn} plus {turn * 7}?"},
-            {"role": "assistant", "content": f"{turn} + {turn * 7} = {turn * 8}"},
-        ]
-    return messages
 
 
 @pytest.fixture(scope="module")
