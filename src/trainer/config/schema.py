@@ -186,7 +186,8 @@ class PreviewConfig:
 @dataclass
 class TrainConfig:
     """The optimisation loop, handed to transformers' `TrainingArguments` under the same names
-    unless noted. Defaults suit the tiny model's short run; "HF default" marks where they differ."""
+    unless noted (the loss's two knobs, last, are trainer's own). Defaults suit the tiny model's
+    short run; "HF default" marks where they differ."""
 
     # Peak learning rate; high for the tiny model: ~1e-5..2e-4 for real models (higher with LoRA).
     # HF default: 5e-5.

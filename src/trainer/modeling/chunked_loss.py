@@ -76,19 +76,28 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad_logits = logits.to(weight.dtype)
             if grad_hidden is not None:
                 torch.matmul(grad_logits, weight, out=grad_hidden[start : start + chunk_size])
-            if grad_weight is not None:
+            if grad_weight is None:
+                continue
+            if weight.dtype == torch.float32:
+                grad_weight.addmm_(grad_logits.T, chunk)  # no (vocabulary, hidden) temporary per chunk
+            else:
                 grad_weight += (grad_logits.T @ chunk).float()
-        ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
+        ctx.hidden_dtype, ctx.weight_dtype, ctx.spent = hidden.dtype, weight.dtype, False
         ctx.save_for_backward(grad_hidden, grad_weight)
         return total
 
     @staticmethod
     def backward(ctx, grad_total: torch.Tensor):
+        # Scaled in place: a copy of the (vocabulary, hidden) gradient would add to the step's peak.
+        # The graph is then spent, as with retain_graph=False, which is how a training step runs.
+        if ctx.spent:
+            raise RuntimeError("the chunked cross-entropy's gradients were already used by a backward")
+        ctx.spent = True
         grad_hidden, grad_weight = ctx.saved_tensors
         if grad_hidden is not None:
-            grad_hidden = (grad_hidden * grad_total).to(ctx.hidden_dtype)
+            grad_hidden = grad_hidden.mul_(grad_total).to(ctx.hidden_dtype)
         if grad_weight is not None:
-            grad_weight = (grad_weight * grad_total).to(ctx.weight_dtype)
+            grad_weight = grad_weight.mul_(grad_total).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None, None
 
 
