@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
 from trainer.run.files import staged_directory
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
+
+log = logging.getLogger(__name__)
 
 
 class RunTrainer(Trainer):
@@ -211,7 +214,11 @@ def batching(
     from the hidden states of the labelled positions (`trainer.modeling.chunked_loss`) unless
     train.loss_chunk_size=null; then from the logits of those positions when packed, and from the
     model's own loss when padded."""
-    loss = hidden_states_loss(model, config.train.fused_loss, config.train.loss_chunk_size)
+    loss = (
+        None
+        if shards_parameters(config)
+        else hidden_states_loss(model, config.train.fused_loss, config.train.loss_chunk_size)
+    )
     if not config.data.packing:
         padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
         if loss is None:
@@ -227,6 +234,15 @@ def batching(
         longest = min(config.data.max_length, sampler.budget)
         budget = TokenBudget(sampler.budget, longest, sampler.max_examples, tokenizer.pad_token_id or 0)
     return {"data_collator": PackedBatchCollator(budget), "compute_loss_func": loss or packed_causal_lm_loss}
+
+
+def shards_parameters(config: TrainerConfig) -> bool:
+    """FSDP and DeepSpeed hold a shard of the head's weight outside its forward: the loss from
+    the hidden states needs it whole, so these keep the unchunked loss (train.fused_loss is refused)."""
+    sharded = config.distributed.strategy == "fsdp" or config.distributed.deepspeed is not None
+    if sharded and config.train.loss_chunk_size is not None:
+        log.info("Loss: unchunked, as FSDP and DeepSpeed shard the output head's weight")
+    return sharded
 
 
 @dataclass(frozen=True)

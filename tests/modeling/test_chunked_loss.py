@@ -22,6 +22,7 @@ from trainer.facts import gather_facts
 from trainer.modeling.adapters import apply_adapter
 from trainer.modeling.chunked_loss import ChunkedLinearCrossEntropy, hidden_states_loss
 from trainer.modeling.tiny import build_model, build_tokenizer
+from trainer.run.outcome import EXIT_USER_ERROR
 from trainer.training import RunTrainer, batching
 
 # fp32 and a handful of labelled tokens: the chunked sums differ from the whole ones by rounding only.
@@ -155,3 +156,23 @@ def test_an_unknown_fused_loss_is_named(make_config):
     assert problems_of(make_config("train.fused_loss=flash")) == [
         "train.fused_loss=flash is unknown; choose one of none, liger, cce"
     ]
+
+
+def test_a_fused_loss_is_refused_where_the_head_is_sharded(make_config):
+    config = make_config("train.fused_loss=liger", "distributed.strategy=fsdp")
+    with pytest.raises(ConfigError) as caught:
+        validate_config(config, dataclasses.replace(gather_facts(), cuda=True))
+    assert "train.fused_loss=liger needs the output head's weight whole, which FSDP and DeepSpeed shard" in str(
+        caught.value
+    )
+
+
+def test_a_bad_chunk_size_exits_2_with_one_line_before_anything_loads(run_cli, tmp_path):
+    completed = run_cli("train.loss_chunk_size=0", cwd=tmp_path)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == EXIT_USER_ERROR, output
+    assert "Traceback" not in output and "Loading model" not in output
+    (line,) = [line for line in output.splitlines() if "loss_chunk_size" in line]
+    assert line.endswith(
+        "Invalid configuration: train.loss_chunk_size must be > 0 positions, or null for the unchunked loss (got 0)"
+    )

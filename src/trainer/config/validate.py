@@ -323,6 +323,11 @@ def loss_problems(config: TrainerConfig, facts: Facts) -> list[str]:
     if train.fused_loss == "none":
         return []
     module, extra = FUSED_LOSS_PACKAGES[train.fused_loss]
+    if config.distributed.strategy == "fsdp" or config.distributed.deepspeed is not None:
+        return [
+            f"train.fused_loss={train.fused_loss} needs the output head's weight whole, which FSDP and DeepSpeed "
+            "shard; use train.fused_loss=none"
+        ]
     if not facts.cuda:
         return [
             f"train.fused_loss={train.fused_loss} needs a CUDA GPU and none is available; use train.fused_loss=none "
