@@ -30,7 +30,7 @@ import transformers
 
 from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
-from bench.report import Spread, Target, per_round_ratios, results_markdown, section_of, with_section
+from bench.report import Spread, Target, per_round_ratios, print_tables, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import ModelConfig, TrainerConfig
@@ -292,10 +292,7 @@ def summarize(
         f"{len(runs['plain'])} rounds."
     )
     print()
-    for name, value in rows:
-        print(f"{name}: {value}")
-    for target in targets:
-        print(target.show())
+    print_tables(rows, targets)
     return {
         "workload": asdict(workload),
         "threads": torch.get_num_threads(),

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from bench.contenders import run_plain_transformers, run_trainer
-from bench.report import Spread, Target, per_round_ratios, tables_markdown
+from bench.report import Spread, Target, per_round_ratios, print_tables, tables_markdown
 from bench.workload import SHAPE, Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import ModelConfig, TrainConfig, TrainerConfig
 from trainer.data.tokenization import IGNORE_INDEX
@@ -227,10 +227,7 @@ def summarize(workload: Workload, runs: dict, scan: list, load_start: tuple, loa
         "resident high-water mark from the start of the training loop to its end (weights, gradients, AdamW state "
         "and the step's activations; the data and the Python heap as loaded before it)."
     )
-    for name, value in rows:
-        print(f"{name}: {value}")
-    for target in targets:
-        print(target.show())
+    print_tables(rows, targets)
     return {
         "workload": asdict(workload),
         "runs": {f"{c}@{v}": [asdict(run) for run in series] for (c, v), series in runs.items()},
