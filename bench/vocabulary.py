@@ -157,6 +157,40 @@ def scan_chunk_sizes(positions: int, rounds: int) -> list[tuple[str, str]]:
     ]
 
 
+def step_cpu_seconds(base: TrainerConfig, model_dir: Path, rounds: int, batches: int = 3) -> dict[str, list[float]]:
+    """CPU seconds of the training step's forward and backward (RunTrainer.compute_loss, then
+    backward) on the same token-budget batches, chunked and unchunked alternating in one process:
+    the speed comparison that the load of a shared machine disturbs least (whole runs in their own
+    processes move with it by 2x and more)."""
+    from transformers import TrainingArguments
+
+    from trainer.modeling.loading import load_model_and_tokenizer
+    from trainer.training import RunTrainer, batching, token_budget_sampler
+
+    torch.set_num_threads(1)
+    configs = {name: contender_config(base, model_dir, name) for name in ("trainer_chunked", "trainer_unchunked")}
+    model, tokenizer, _ = load_model_and_tokenizer(configs["trainer_chunked"].model, torch.float32)
+    data = tokenized_data(configs["trainer_chunked"])
+    features = [{"input_ids": ids, "labels": labels} for ids, labels in zip(data.train["input_ids"], data.train["labels"], strict=True)]  # fmt: skip
+    trainers, steps = {}, {}
+    for name, config in configs.items():
+        sampler = token_budget_sampler(config, data)
+        wiring = batching(config, model, tokenizer, sampler)
+        arguments = TrainingArguments(output_dir=str(base.run.output_dir), use_cpu=True, report_to="none")
+        trainers[name] = RunTrainer(model=model, args=arguments, **wiring)
+        steps[name] = [wiring["data_collator"]([features[i] for i in batch]) for batch in list(sampler)[:batches]]
+    seconds: dict[str, list[float]] = {name: [] for name in configs}
+    for round_number in range(rounds + 1):  # the first round warms up, not counted
+        for name in list(configs)[round_number % 2 :] + list(configs)[: round_number % 2]:
+            started = time.process_time()
+            for batch in steps[name]:
+                trainers[name].compute_loss(model, dict(batch)).backward()
+                model.zero_grad(set_to_none=True)
+            if round_number:
+                seconds[name].append(time.process_time() - started)
+    return seconds
+
+
 def labelled_positions_per_batch(config: TrainerConfig) -> int:
     """The mean labelled positions of a token-budget batch of the workload: the loss's rows per step."""
     labels = tokenized_data(config).train["labels"]
@@ -180,10 +214,13 @@ def run_vocabulary_benchmark(workload: Workload, rounds: int, workdir: Path) -> 
             print(f"round {round_number + 1} {contender:17} vocabulary {vocabulary:7,}: {measured.tokens_per_sec:6,.0f} tokens/s, peak {measured.peak_mib:6,.0f} MiB (from {measured.start_mib:,.0f})", flush=True)  # fmt: skip
     positions = labelled_positions_per_batch(contender_config(base, models[VOCABULARIES[0]], "trainer_chunked"))
     scan = scan_chunk_sizes(positions, rounds)
-    return summarize(workload, runs, scan, load, os.getloadavg(), time.perf_counter() - started)
+    steps = step_cpu_seconds(base, models[VOCABULARIES[-1]], rounds=max(rounds, 4))
+    return summarize(workload, runs, scan, steps, load, os.getloadavg(), time.perf_counter() - started)
 
 
-def summarize(workload: Workload, runs: dict, scan: list, load_start: tuple, load_end: tuple, seconds: float) -> dict:
+def summarize(
+    workload: Workload, runs: dict, scan: list, steps: dict, load_start: tuple, load_end: tuple, seconds: float
+) -> dict:
     small, large = VOCABULARIES
     extra_state = (large - small) * SHAPE.hidden_size * STATE_BYTES / MIB
     bound = 1.1 * extra_state + 250 * 1e6 / MIB
@@ -204,11 +241,20 @@ def summarize(workload: Workload, runs: dict, scan: list, load_start: tuple, loa
     rows += [
         (f"extra weight, gradient and AdamW state of the {large:,} vocabulary", f"{extra_state:,.0f} MiB"),
         *scan,
+        *[
+            (
+                f"{name}, vocabulary {large:,}: CPU seconds of 3 token-budget steps' forward and backward",
+                Spread.of(steps[name]).show(2),
+            )
+            for name in steps
+        ],
         ("load average (1, 5, 15 min) at start", ", ".join(f"{value:.1f}" for value in load_start)),
         ("load average (1, 5, 15 min) at end", ", ".join(f"{value:.1f}" for value in load_end)),
         ("benchmark wall time", f"{seconds / 60:.1f} min"),
     ]
     chunked_vs_unchunked = per_round_ratios(speeds("trainer_chunked", large), speeds("trainer_unchunked", large))
+    # Speed is the inverse of the step's CPU seconds: unchunked / chunked seconds, round by round.
+    step_speed = per_round_ratios(steps["trainer_unchunked"], steps["trainer_chunked"])
     targets = [
         Target(
             f"chunked: peak increase {small:,} -> {large:,} vs 1.1 x extra state + 250 MB",
@@ -217,7 +263,8 @@ def summarize(workload: Workload, runs: dict, scan: list, load_start: tuple, loa
             at_least=False,
             unit=" MiB",
         ),
-        Target(f"chunked / unchunked tokens/s at {large:,}", chunked_vs_unchunked, 0.97),
+        Target(f"chunked / unchunked tokens/s at {large:,}, whole runs", chunked_vs_unchunked, 0.97),
+        Target(f"chunked / unchunked step speed at {large:,}, CPU time in one process", step_speed, 0.97),
     ]
     header = (
         f"`python -m bench --vocab`, run on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, 1 torch thread; "
@@ -232,6 +279,7 @@ def summarize(workload: Workload, runs: dict, scan: list, load_start: tuple, loa
         "workload": asdict(workload),
         "runs": {f"{c}@{v}": [asdict(run) for run in series] for (c, v), series in runs.items()},
         "extra_state_mib": extra_state,
+        "step_cpu_seconds": steps,
         "targets": [target.to_dict() for target in targets],
         "markdown": header + "\n\n" + tables_markdown(rows, targets),
     }
