@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 
 from accelerate import PartialState
@@ -58,11 +59,12 @@ def train(
     only one) writes the run's files; `environ` holds the secrets (the remote preview's token)."""
     preview_token = read_preview_token(config.preview, environ)
     log.info(
-        "Run: model=%s profile=%s precision=%s data=%s -> %s",
+        "Run: model=%s profile=%s precision=%s data=%s date=%s -> %s",
         config.model.name,
         config.profile.name,
         config.precision.name,
         config.data.train or "sample",
+        config.run.date,
         run_dir.root,
     )
     if warning := precision_warning(config.precision.name):
@@ -83,7 +85,7 @@ def train(
     model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
     parameters = count_parameters(model)
     check_free_space(run_dir, model, config.train.save_total_limit)
-    system_prompt = profile.render_system_prompt(config.data.system_prompt)
+    system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
         data = (

@@ -97,7 +97,7 @@ class DataConfig:
     # Tokens per example; longer ones are truncated. None: model.max_length (resolved when the
     # TrainerConfig is built; conf/train.yaml says the same with an interpolation).
     max_length: int | None = None
-    # None means the profile's system prompt template; "{date}" is filled with today's date.
+    # None means the profile's system prompt template; "{date}" is filled with run.date.
     system_prompt: str | None = None
     # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
     on_bad_record: str = "error"
@@ -322,6 +322,11 @@ class RunConfig:
     # Continue the run in output_dir: a completed run is returned as it is, any other resumes from
     # its newest complete checkpoint (or starts). Set by `resume=DIR` and by sweep resumes.
     resume: bool = False
+    # The run's date (YYYY-MM-DD), what "{date}" in the system prompt stands for: the same run
+    # tokenizes the same on any day. None: decided at the first start (a sweep: at the sweep's
+    # start, the same for every job) and recorded in the run's .hydra/config.yaml, which resumes
+    # read; a run started from Python with None gets the day it starts, each time it starts.
+    date: str | None = None
 
 
 @dataclass

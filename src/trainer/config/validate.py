@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, fields, is_dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # strings with digits, which no one names a variable, are taken for tokens.
 TOKEN_PREFIXES = ("hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat", "xox")
 TOKEN_LIKE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9]).{20,}")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def token_env_problems(token_env: str | None) -> list[str]:
@@ -93,6 +95,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *choice_problems(config, facts),
         *train_problems(config),
         *monitoring_problems(config),
+        *run_date_problems(config.run.date),
         *precision_problems(config.precision.name, facts),
         *peft_problems(config, facts),
         *preview_problems(config.preview),
@@ -304,6 +307,20 @@ def train_problems(config: TrainerConfig) -> list[str]:
     if not 0.0 <= train.warmup_ratio < 1.0:
         problems.append(f"train.warmup_ratio must be in [0, 1) (got {train.warmup_ratio})")
     return problems
+
+
+def run_date_problems(run_date: str | None) -> list[str]:
+    if run_date is None or (ISO_DATE.fullmatch(run_date) and valid_date(run_date)):
+        return []
+    return [f"run.date must be a date written YYYY-MM-DD, or null for the day the run starts (got {run_date!r})"]
+
+
+def valid_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def monitoring_problems(config: TrainerConfig) -> list[str]:

@@ -18,6 +18,7 @@ from accelerate import PartialState
 from transformers import TrainerCallback
 
 from trainer import recipe
+from trainer.config.load import dated
 from trainer.config.schema import TrainerConfig
 from trainer.config.validate import validate_config
 from trainer.data.fingerprint import check_data_unchanged
@@ -48,6 +49,13 @@ def run_job(
     except ConfigError as error:
         log.error("%s", error)
         return record_refusal(run_dir, failure(error, user_error=True))
+    if config.run.resume and config.run.date is None:
+        log.warning(
+            "%s has no run.date (started before runs recorded it, or from Python without one): {date} in its "
+            "system prompt is today's, which may not be its first start's",
+            run_dir.root,
+        )
+    config = dated(config)
     # One process of a torchrun/accelerate launch, or the only one.
     process = PartialState(cpu=not torch.cuda.is_available(), backend=config.distributed.backend)
     main_process = process.is_main_process
