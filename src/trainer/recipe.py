@@ -38,7 +38,7 @@ from trainer.run.interruption import StopRequest
 from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import TrainingResult
 from trainer.run.status import StatusWriter
-from trainer.training import IntervalsFromArguments, batch_summary, build_hf_trainer
+from trainer.training import IntervalsFromArguments, LastStepLogged, batch_summary, build_hf_trainer
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def training_callbacks(
     and the previews and the stop request last, once everything else has seen the step."""
     callbacks = [
         IntervalsFromArguments(),
+        LastStepLogged(),
         TrainingMonitorCallback(status, config.monitoring),
         MetricsLogCallback(),
         FinalEvaluationCallback(),

@@ -99,6 +99,15 @@ class IntervalsFromArguments(TrainerCallback):
         state.compute_steps(args, state.max_steps)
 
 
+class LastStepLogged(TrainerCallback):
+    """The last step's loss is logged whatever train.logging_steps is, so a run's final loss (the
+    sweep summary's, result.json's) is its last step's, not the last multiple of logging_steps."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+
 def build_training_arguments(
     config: TrainerConfig, run_dir: RunDirectory, plan: PrecisionPlan, has_validation: bool
 ) -> TrainingArguments:

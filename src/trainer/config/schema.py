@@ -209,7 +209,7 @@ class TrainConfig:
     max_steps: int = 300
     # HF default: 3.0.
     num_train_epochs: float = 1.0
-    # Steps between logged losses (the first step is always logged). HF default: 500.
+    # Steps between logged losses (the first and the last step are always logged). HF default: 500.
     logging_steps: int = 10
     # Steps between evaluations of the validation set. HF default: None (logging_steps).
     eval_steps: int = 50
@@ -348,5 +348,6 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         # Derived defaults, so a TrainerConfig built in Python (no Hydra) trains what the YAML does.
-        if self.data.max_length is None:
+        # Sections of the wrong type are left for validation to name.
+        if isinstance(self.data, DataConfig) and isinstance(self.model, ModelConfig) and self.data.max_length is None:
             self.data = replace(self.data, max_length=self.model.max_length)
