@@ -60,26 +60,26 @@ def directory_bytes(path: Path) -> int:
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
 
-def space_to_add(checkpoint: int, weights: int, kept: int, save_total_limit: int, final_model_saved: bool) -> int:
-    """Bytes a run adds to its disk: the checkpoints it keeps (one more while a save rotates out the
-    oldest) beyond the `kept` already there, and the final model unless one is there to overwrite."""
-    new_checkpoints = max(0, save_total_limit + 1 - kept)
-    return new_checkpoints * checkpoint + (0 if final_model_saved else weights)
-
-
-def require_free_space(run_dir: RunDirectory, needed: int, save_total_limit: int) -> None:
+def require_space_for(
+    run_dir: RunDirectory, checkpoints: int, checkpoint: int, weights: int, save_total_limit: int
+) -> None:
+    """Refuse to start when the disk cannot hold `checkpoints` more checkpoints and, with `weights`,
+    a final model."""
+    needed = checkpoints * checkpoint + weights
     free = shutil.disk_usage(run_dir.root).free
     if free < needed:
+        final_model = " and the final model" if weights else ""
         raise UserError(
             f"Not enough disk space in {run_dir.root}: {free / MIB:,.0f} MiB free, about {needed / MIB:,.0f} MiB "
-            f"more needed for {save_total_limit} checkpoints (train.save_total_limit) and the final model"
+            f"needed for {checkpoints} more checkpoint(s) (train.save_total_limit={save_total_limit}){final_model}"
         )
 
 
 def check_space_for_new_run(run_dir: RunDirectory, model: PreTrainedModel, save_total_limit: int) -> None:
-    """Refuse to start when the disk cannot hold what the run will write, estimated from the model."""
+    """Refuse to start when the disk cannot hold what the run will write, estimated from the model:
+    its checkpoints, one more while a save rotates out the oldest, and the final model."""
     checkpoint, weights = model_sizes(model)
-    require_free_space(run_dir, space_to_add(checkpoint, weights, 0, save_total_limit, False), save_total_limit)
+    require_space_for(run_dir, save_total_limit + 1, checkpoint, weights, save_total_limit)
 
 
 def check_space_for_resume(run_dir: RunDirectory, checkpoint: str, save_total_limit: int, steps_left: bool) -> None:
@@ -87,9 +87,9 @@ def check_space_for_resume(run_dir: RunDirectory, checkpoint: str, save_total_li
     only what it adds counts, not the checkpoints and final model already there."""
     checkpoint_bytes, weights = saved_sizes(Path(checkpoint))
     kept = sum(1 for path in run_dir.checkpoints_dir.iterdir() if CHECKPOINT_NAME.fullmatch(path.name))
-    final_model_saved = run_dir.final_model_dir.is_dir()
-    needed = space_to_add(checkpoint_bytes if steps_left else 0, weights, kept, save_total_limit, final_model_saved)
-    require_free_space(run_dir, needed, save_total_limit)
+    new_checkpoints = max(0, save_total_limit + 1 - kept) if steps_left else 0
+    final_model = 0 if run_dir.final_model_dir.is_dir() else weights
+    require_space_for(run_dir, new_checkpoints, checkpoint_bytes, final_model, save_total_limit)
 
 
 def is_disk_full(error: BaseException | None) -> bool:
