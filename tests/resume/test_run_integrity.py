@@ -215,3 +215,13 @@ def test_a_full_disk_during_a_checkpoint_save_is_a_user_error_and_keeps_the_prev
     assert RunDirectory(run_dir).newest_checkpoint() == str(checkpoints / "checkpoint-2")
     assert not (checkpoints / "checkpoint-4").exists()
     assert read_json(run_dir / "result.json")["error_type"] == "disk_full"
+
+
+def test_a_resume_refused_by_its_config_writes_nothing(run_dir):
+    saved = run_dir / ".hydra" / "config.yaml"
+    saved.write_text(saved.read_text().replace("learning_rate: 0.002", "learning_rate: -1"))
+    before = tree_digest(run_dir)
+    refused = resume(run_dir, "train.max_steps=10")
+    assert refused.returncode == EXIT_USER_ERROR
+    assert refused.stderr == "Invalid configuration: train.learning_rate must be > 0 (got -1.0)\n"
+    assert tree_digest(run_dir) == before

@@ -115,6 +115,6 @@ def saved_config_resumed(run_dir: Path, overrides: list[str]) -> DictConfig:
         [item for item in overrides if override_key(item) in SAFE_KEYS]
     ):
         OmegaConf.update(config, override.key_or_group, override.value())
-    config.run.output_dir = str(run_dir)
-    config.run.resume = True
+    OmegaConf.update(config, "run.output_dir", str(run_dir), force_add=True)
+    OmegaConf.update(config, "run.resume", True, force_add=True)
     return config
