@@ -85,11 +85,11 @@ def check_space_for_new_run(run_dir: RunDirectory, model: PreTrainedModel, save_
 def check_space_for_resume(run_dir: RunDirectory, checkpoint: str, save_total_limit: int, steps_left: bool) -> None:
     """Refuse a resume the disk cannot hold, from its checkpoints on disk (read, never written):
     only what it adds counts, not the checkpoints and final model already there."""
-    checkpoint_bytes, weights = saved_sizes(Path(checkpoint))
+    size, weights = saved_sizes(Path(checkpoint))
     kept = sum(1 for path in run_dir.checkpoints_dir.iterdir() if CHECKPOINT_NAME.fullmatch(path.name))
     new_checkpoints = max(0, save_total_limit + 1 - kept) if steps_left else 0
     final_model = 0 if run_dir.final_model_dir.is_dir() else weights
-    require_space_for(run_dir, new_checkpoints, checkpoint_bytes, final_model, save_total_limit)
+    require_space_for(run_dir, new_checkpoints, size, final_model, save_total_limit)
 
 
 def is_disk_full(error: BaseException | None) -> bool:
