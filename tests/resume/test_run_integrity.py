@@ -21,9 +21,12 @@ from tests.helpers import (
     tree_digest,
     wait_for,
 )
+from trainer.config.load import to_trainer_config
 from trainer.data.loading import SAMPLE_DATA
+from trainer.engine import TrainerEngine
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from trainer.run.resume import saved_config_resumed
 
 pytestmark = pytest.mark.slow
 
@@ -224,4 +227,15 @@ def test_a_resume_refused_by_its_config_writes_nothing(run_dir):
     refused = resume(run_dir, "train.max_steps=10")
     assert refused.returncode == EXIT_USER_ERROR
     assert refused.stderr == "Invalid configuration: train.learning_rate must be > 0 (got -1.0)\n"
+    assert tree_digest(run_dir) == before
+
+
+def test_a_resume_from_python_refused_for_disk_space_writes_nothing(run_dir, monkeypatch):
+    config = to_trainer_config(saved_config_resumed(run_dir, ["train.max_steps=10"]))
+    before = tree_digest(run_dir)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=2**20))
+    result = TrainerEngine().run_job(config)
+    assert (result.success, result.user_error) == (False, True)
+    assert result.error_message.startswith(f"Not enough disk space in {run_dir}: 1 MiB free")
     assert tree_digest(run_dir) == before
