@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from trainer.config.schema import DataConfig, ModelConfig, RunConfig, TinyModelConfig, TrainConfig, TrainerConfig
@@ -74,7 +75,8 @@ def engine_config(workload: Workload, workdir: Path, model_cache: Path, packing:
             eval_steps=steps + 1,
             save_steps=steps + 1,
         ),
-        run=RunConfig(output_dir=str(workdir / "run")),
+        # Dated one fixed day, as tests are: the same tokens, so comparable timings, on any day.
+        run=RunConfig(output_dir=str(workdir / "run"), date="2026-12-01"),
         seed=workload.seed,
     )
 
@@ -84,5 +86,5 @@ def tokenized_data(config: TrainerConfig) -> TokenizedData:
     profile = build_profile(config.profile, config.seed)
     records = load_record_split(config.data, profile, config.seed)
     _, tokenizer, _ = load_model_and_tokenizer(config.model, plan_precision(config.precision.name).model_dtype)
-    system_prompt = profile.render_system_prompt(config.data.system_prompt)
+    system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     return tokenize_split(records, profile, system_prompt, tokenizer, config.data.max_length)

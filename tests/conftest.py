@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from tests.helpers import RUN_DATE
 from trainer.cli.main import config_dir
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
@@ -47,10 +48,11 @@ def compose_dictconfig() -> Callable[..., DictConfig]:
 def make_config(
     compose_dictconfig: Callable[..., DictConfig], tmp_path: Path, model_cache: Path
 ) -> Callable[..., TrainerConfig]:
-    """The real composed config with `overrides`, writing into this test's tmp_path."""
+    """The real composed config with `overrides`, writing into this test's tmp_path, dated RUN_DATE
+    (as the command line dates a run) unless `overrides` give run.date."""
 
     def make(*overrides: str) -> TrainerConfig:
-        paths = [f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={model_cache}"]
+        paths = [f"run.output_dir={tmp_path / 'run'}", f"model.cache_dir={model_cache}", f"run.date={RUN_DATE}"]
         return to_trainer_config(compose_dictconfig([*paths, *overrides]))
 
     return make

@@ -23,6 +23,9 @@ from trainer.errors import ConfigError
 from trainer.facts import gather_facts
 from trainer.run.layout import RunDirectory
 
+# The date tests' runs are dated (run.date): what the default system prompt's "{date}" says, so
+# their tokens (and losses) are the same on any day. The pinned losses were made on this day.
+RUN_DATE = "2026-12-01"
 # Small enough for a few seconds on 2 CPU cores, large enough for the loss to fall visibly.
 FAST_RUN = ["train.max_steps=12", "train.logging_steps=2", "train.eval_steps=6", "train.save_steps=6"]
 
@@ -96,6 +99,24 @@ def file_hashes(directory: Path) -> dict[str, str]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """Every file's sha256 and every directory, by path: what must stay as it was, byte for byte."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+def patched_trainer(patch: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m trainer ARGUMENTS` in a process that first runs the Python statements `patch`: how
+    a test puts the process on another day or a full disk without touching the machine."""
+    start = (
+        "import runpy, sys; sys.argv[0] = 'trainer'; runpy.run_module('trainer', run_name='__main__', alter_sys=True)"
+    )
+    command = [sys.executable, "-c", f"{patch}\n{start}", *arguments]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 QUICK_JOB = [*FAST_RUN, "train.max_steps=6"]

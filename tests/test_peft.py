@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from tests.helpers import RUN_DATE
 from trainer.config.load import to_trainer_config
 from trainer.config.schema import TrainerConfig
 from trainer.data.preparation import load_record_split, tokenize_split
@@ -42,7 +44,13 @@ class LoraTraining:
 def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTraining:
     """The engine's steps, kept in memory: tiny model + LoRA, trained a few steps, then saved."""
     run_dir = RunDirectory(tmp_path_factory.mktemp("lora-run"))
-    overrides = ["peft=lora", f"run.output_dir={run_dir.root}", f"model.cache_dir={model_cache}", *SHORT_RUN]
+    overrides = [
+        "peft=lora",
+        f"run.output_dir={run_dir.root}",
+        f"model.cache_dir={model_cache}",
+        f"run.date={RUN_DATE}",
+    ]
+    overrides += SHORT_RUN
     config = to_trainer_config(compose_dictconfig(overrides))
     plan = plan_precision("fp32")
     base, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype)
@@ -52,7 +60,13 @@ def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTrai
     }
     profile = build_profile(config.profile, config.seed)
     records = load_record_split(config.data, profile, config.seed)
-    data = tokenize_split(records, profile, profile.render_system_prompt(), tokenizer, config.data.max_length)
+    data = tokenize_split(
+        records,
+        profile,
+        profile.render_system_prompt(None, date.fromisoformat(config.run.date)),
+        tokenizer,
+        config.data.max_length,
+    )
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
     trainer = build_hf_trainer(
         config, run_dir, model, tokenizer, data, plan, training_callbacks(config, run_dir, status)

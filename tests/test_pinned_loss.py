@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import FAST_RUN, losses_by_step
+from tests.helpers import FAST_RUN, RUN_DATE, losses_by_step
 from trainer.engine import TrainerEngine
 
-# Logged by `python -m trainer` with FAST_RUN and train.logging_steps=1 (tiny qwen3, CPU, fp32).
+# Logged by `python -m trainer` with FAST_RUN and train.logging_steps=1 (tiny qwen3, CPU, fp32), on
+# 2026-12-01: the default system prompt says "Today is {date}.", so the run is dated that day.
 PINNED_LOSSES = [
     6.095308,
     6.105360,
@@ -30,7 +31,7 @@ TOLERANCE = 1e-4
 
 @pytest.mark.slow
 def test_a_short_default_run_logs_the_pinned_losses(make_config, tmp_path):
-    config = make_config(*FAST_RUN, "train.logging_steps=1")
+    config = make_config(*FAST_RUN, "train.logging_steps=1", f"run.date={RUN_DATE}")
     assert TrainerEngine().run_job(config).success
     losses = losses_by_step(tmp_path / "run")
     assert [step for step, _ in losses] == list(range(1, 13))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from tests.helpers import problems_of
-from trainer.config.validate import validate_config
+from trainer.config.schema import TrainConfig, TrainerConfig
+from trainer.config.validate import settings, validate_config
+from trainer.engine import TrainerEngine
 from trainer.errors import ConfigError
 from trainer.facts import gather_facts
 from trainer.precision import precision_warning
+from trainer.run.outcome import EXIT_USER_ERROR
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -154,3 +159,34 @@ def test_the_shuffle_buffer_holds_at_least_one_record(make_config):
     assert problems_of(make_config("data.shuffle_buffer=0")) == [
         "data.shuffle_buffer must be >= 1, 1 for file order (got 0)"
     ]
+
+
+def test_a_value_of_the_wrong_type_from_python_is_a_config_error_naming_its_key(tmp_path):
+    config = TrainerConfig(train=TrainConfig(learning_rate="fast"), data={"train": "chats.jsonl"})
+    config.run.output_dir = str(tmp_path / "run")
+    result = TrainerEngine().run_job(config)
+    assert (result.error_type, result.exit_code) == ("config_error", EXIT_USER_ERROR)
+    assert result.error_message.splitlines()[1:] == [
+        "  - data must be a DataConfig section (got {'train': 'chats.jsonl'}, of type dict)",
+        "  - train.learning_rate must be a number (got 'fast', of type str)",
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_setting_names_itself_and_its_type_when_given_a_value_of_another_type(make_config):
+    config = make_config()
+    keys = [key for key, _ in settings(config)]
+    for key in keys:
+        *sections, name = key.split(".")
+        setattr(functools.reduce(getattr, sections, config), name, WRONG_TYPE)
+    problems = problems_of(config)
+    assert [problem.split(" must be ")[0] for problem in problems] == keys
+    assert all(problem.endswith(f"(got {WRONG_TYPE!r}, of type WrongType)") for problem in problems)
+
+
+class WrongType:
+    def __repr__(self) -> str:
+        return "<wrong>"
+
+
+WRONG_TYPE = WrongType()

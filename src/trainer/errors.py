@@ -29,6 +29,12 @@ class DataError(UserError):
         super().__init__(describe_problems("Invalid data", problems, shown=MAX_REPORTED_PROBLEMS))
 
 
+class DiskFullError(UserError):
+    """The disk (or the user's quota) filled while the run wrote to it: space freed, it resumes."""
+
+    error_type = "disk_full"
+
+
 class NotARunError(UserError):
     """A path given as a run directory holds no readable status.json of trainer."""
 

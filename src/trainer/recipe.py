@@ -7,12 +7,12 @@ around it: the claim of the run directory, signals, logs, status.json and result
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
+from transformers import Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
@@ -20,7 +20,6 @@ from trainer.data.cache import tokenized_cache_dir
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
-from trainer.errors import UserError
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
@@ -35,12 +34,13 @@ from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.preview.callback import PreviewCallback
 from trainer.profiles import build_profile
+from trainer.run.disk_space import check_space_for_new_run, disk_full_reported, model_sizes
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import StopRequest
 from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import TrainingResult
 from trainer.run.status import StatusWriter
-from trainer.training import IntervalsFromArguments, batch_summary, build_hf_trainer
+from trainer.training import IntervalsFromArguments, LastStepLogged, batch_summary, build_hf_trainer
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,12 @@ def train(
     opened; `environ` holds the secrets (the remote preview's token)."""
     preview_token = read_preview_token(config.preview, environ)
     log.info(
-        "Run: model=%s profile=%s precision=%s data=%s -> %s",
+        "Run: model=%s profile=%s precision=%s data=%s date=%s -> %s",
         config.model.name,
         config.profile.name,
         config.precision.name,
         config.data.train or "sample",
+        config.run.date,
         run_dir.root,
     )
     if warning := precision_warning(config.precision.name):
@@ -86,8 +87,10 @@ def train(
         model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
     model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
     parameters = count_parameters(model)
-    check_free_space(run_dir, model, config.train.save_total_limit)
-    system_prompt = profile.render_system_prompt(config.data.system_prompt)
+    if checkpoint is None:
+        # A resume from a checkpoint was checked against the disk before anything was written.
+        check_space_for_new_run(run_dir, model, config.train.save_total_limit)
+    system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
         data = (
@@ -128,10 +131,11 @@ def train(
         runtime = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
     stop.raise_if_requested(f"at step {trainer.state.global_step}")
     memory = peak_memory()
-    trainer.save_model(str(run_dir.final_model_dir))
-    log_replica_checksum(trainer)
-    if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
-        save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
+    with disk_full_reported(run_dir, run_dir.final_model_dir, lambda: model_sizes(model)[1]):
+        trainer.save_model(str(run_dir.final_model_dir))
+        log_replica_checksum(trainer)
+        if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
+            save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
     summary = {
         "profile": profile.metadata(),
         **data.stats,
@@ -160,6 +164,7 @@ def training_callbacks(
     and the previews and the stop request last, once everything else has seen the step."""
     callbacks = [
         IntervalsFromArguments(),
+        LastStepLogged(),
         TrainingMonitorCallback(status, config.monitoring),
         MetricsLogCallback(),
         FinalEvaluationCallback(),
@@ -176,20 +181,6 @@ def restore_checkpoint(trainer: Trainer, checkpoint: str) -> None:
     """The weights and state of a checkpoint that needs no more steps, as training would leave them."""
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
-
-
-def check_free_space(run_dir: RunDirectory, model: PreTrainedModel, save_total_limit: int) -> None:
-    """Refuse to start when the disk cannot hold the checkpoints the run will keep: weights plus
-    two AdamW states per trainable parameter each, and one more while a save rotates out the oldest."""
-    weights = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
-    optimizer = sum(parameter.numel() * 8 for parameter in model.parameters() if parameter.requires_grad)
-    needed = (weights + optimizer) * (save_total_limit + 1) + weights
-    free = shutil.disk_usage(run_dir.root).free
-    if free < needed:
-        raise UserError(
-            f"Not enough disk space in {run_dir.root}: {free / 2**20:,.0f} MiB free, about {needed / 2**20:,.0f} MiB "
-            f"needed for {save_total_limit} checkpoints (train.save_total_limit) and the final model"
-        )
 
 
 def collect_result(trainer: Trainer, run_dir: RunDirectory, runtime: float, summary: dict) -> TrainingResult:

@@ -31,6 +31,7 @@ from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
+from trainer.run.disk_space import checkpoint_bytes, disk_full_reported
 from trainer.run.files import staged_directory
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
 
@@ -45,6 +46,7 @@ class RunTrainer(Trainer):
     checkpoint_root: str | None = None
     # Token-budget batches (data.tokens_per_batch): the training batches come from this sampler.
     batch_sampler: TokenBudgetBatchSampler | None = None
+    run_dir: RunDirectory | None = None
 
     def get_train_dataloader(self) -> DataLoader:
         if self.batch_sampler is None:
@@ -78,12 +80,14 @@ class RunTrainer(Trainer):
         checkpoints = Path(self.args.output_dir)
         staging = checkpoints / CHECKPOINT_STAGING
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        if not self.args.should_save:
-            self.save_checkpoint_into(staging, model, trial)
-            return
-        with staged_directory(checkpoints / name, scratch=staging / name, replace=True) as checkpoint:
-            self.save_checkpoint_into(staging, model, trial)
-            write_checkpoint_manifest(checkpoint)
+        # A full disk is the user's to fix; the staging keeps the checkpoints before it whole.
+        with disk_full_reported(self.run_dir, checkpoints / name, lambda: checkpoint_bytes(self.run_dir, self.model)):
+            if not self.args.should_save:
+                self.save_checkpoint_into(staging, model, trial)
+                return
+            with staged_directory(checkpoints / name, scratch=staging / name, replace=True) as checkpoint:
+                self.save_checkpoint_into(staging, model, trial)
+                write_checkpoint_manifest(checkpoint)
         staging.rmdir()
         rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
 
@@ -105,6 +109,15 @@ class IntervalsFromArguments(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         state.compute_steps(args, state.max_steps)
+
+
+class LastStepLogged(TrainerCallback):
+    """The last step's loss is logged whatever train.logging_steps is, so a run's final loss (the
+    sweep summary's, result.json's) is its last step's, not the last multiple of logging_steps."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
 
 
 def build_training_arguments(
@@ -174,6 +187,7 @@ def build_hf_trainer(
         callbacks=callbacks,
     )
     trainer.batch_sampler = sampler
+    trainer.run_dir = run_dir
     # The Trainer adds its own progress bar after the given callbacks: the run's (a subclass) replaces it.
     for callback in [callback for callback in trainer.callback_handler.callbacks if type(callback) is ProgressCallback]:
         trainer.remove_callback(callback)

@@ -4,7 +4,9 @@ content-addressed cache entry and read back for the same inputs only, never half
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -140,3 +142,23 @@ def test_a_conversation_the_template_refuses_is_named_by_its_line_from_any_proce
         tokenize_split(
             split, PROFILE, "", family_tokenizer("gemma-2"), 64, cache_dir=tmp_path / "c", num_proc=processes
         )
+
+
+def test_conversations_truncated_by_more_than_half_are_a_warning_naming_how_many(tokenizer, tmp_path, caplog):
+    def chat(answer: str) -> str:
+        return json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}]})
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text("\n".join([chat("Fine."), chat("long " * 300), chat("longer " * 400), chat("Yes.")]) + "\n")
+    split = load_record_split(DataConfig(train=str(data), validation=str(data)), PROFILE, seed=0)
+    for _ in ("tokenized", "read back from the cache"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=preparation.__name__):
+            tokenize_split(split, PROFILE, "Be brief.", tokenizer, 32, cache_dir=tmp_path / "cache")
+        warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+        assert [re.sub(r"\d+%", "N%", warning) for warning in warnings] == [
+            f"{name} set: 2 conversation(s) lost more than half their tokens to data.max_length=32 (the worst lost N%); "
+            "raise data.max_length or split long conversations"
+            for name in ("train", "validation")
+        ]
+        assert int(re.search(r"(\d+)%", warnings[0]).group(1)) > 90

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 from transformers import AutoTokenizer
@@ -27,7 +28,7 @@ def tokenized_train_set(make_config, model_cache, tmp_path, profile_name: str):
     profile = build_profile(config.profile, config.seed)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(ModelConfig(cache_dir=str(model_cache))))
     records = load_record_split(config.data, profile, config.seed)
-    system_prompt = profile.render_system_prompt(config.data.system_prompt)
+    system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     return tokenize_split(records, profile, system_prompt, tokenizer, config.data.max_length).train, tokenizer
 
 

@@ -59,7 +59,7 @@ def test_user_turns_are_left_alone_and_the_system_prompt_is_replaced(profile):
 
 
 def test_the_system_prompt_has_the_date_then_the_rules_and_the_example(profile):
-    prompt = profile.render_system_prompt(today=date(2026, 11, 30))
+    prompt = profile.render_system_prompt(None, date(2026, 11, 30))
     assert prompt.startswith("Current date: 2026-11-30.")
     positions = [
         prompt.index(phrase)

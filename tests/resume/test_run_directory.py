@@ -114,7 +114,7 @@ def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(make_co
     result = trainer.engine.TrainerEngine().run_job(make_config())
     assert not result.success and result.user_error and result.global_step == 0
     assert result.error_message.startswith("Not enough disk space in ")
-    assert "MiB needed for 2 checkpoints (train.save_total_limit) and the final model" in result.error_message
+    assert "MiB needed for 3 more checkpoint(s) (train.save_total_limit=2) and the final model" in result.error_message
 
 
 def test_a_claim_made_before_hydra_can_be_handed_to_the_jobs_own_torchrun(tmp_path):

@@ -11,9 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import file_hashes, read_json, resume, run_trainer, trainer_command, wait_for
+from tests.helpers import (
+    file_hashes,
+    patched_trainer,
+    read_json,
+    resume,
+    run_trainer,
+    trainer_command,
+    tree_digest,
+    wait_for,
+)
+from trainer.config.load import to_trainer_config
 from trainer.data.loading import SAMPLE_DATA
+from trainer.engine import TrainerEngine
+from trainer.run.layout import RunDirectory
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from trainer.run.resume import saved_config_resumed
 
 pytestmark = pytest.mark.slow
 
@@ -131,15 +144,14 @@ def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(mo
     )
     assert first.returncode == 0, first.stdout + first.stderr
     data.write_text("".join(data.read_text().splitlines(keepends=True)[1:]))
-    before = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
+    before = tree_digest(run_dir)
 
     refused = resume(run_dir, "train.max_steps=6")
     assert refused.returncode == EXIT_USER_ERROR
     assert f"Cannot resume: the data changed since the run started ({data}); resume with data.allow_changed=true" in (
-        refused.stdout
+        refused.stderr
     )
-    after = {name: digest for name, digest in file_hashes(run_dir).items() if not name.startswith(".hydra/resume")}
-    assert after == before
+    assert tree_digest(run_dir) == before
 
     allowed = resume(run_dir, "train.max_steps=6", "data.allow_changed=true")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
@@ -147,3 +159,83 @@ def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(mo
     record = read_json(run_dir / "data.json")
     assert [len(files) for files in record["allowed_changes"]] == [1]
     assert read_json(run_dir / "result.json")["global_step"] == 6
+
+
+def with_free_disk_space(mebibytes: float) -> str:
+    """A process whose disk reports `mebibytes` free."""
+    return (
+        "import shutil; real = shutil.disk_usage; "
+        f"shutil.disk_usage = lambda path: real(path)._replace(free={int(mebibytes * 2**20)})"
+    )
+
+
+def test_a_resume_refused_for_disk_space_writes_nothing_and_counts_only_what_it_adds(run_dir):
+    before = tree_digest(run_dir)
+    refused = patched_trainer(with_free_disk_space(1), f"resume={run_dir}", "train.max_steps=10", cwd=run_dir.parent)
+    assert refused.returncode == EXIT_USER_ERROR
+    assert refused.stderr.startswith(f"Not enough disk space in {run_dir}: 1 MiB free")
+    assert tree_digest(run_dir) == before
+
+    # Its two checkpoints and final model are on disk already: one more checkpoint is all it adds.
+    checkpoint = sum(path.stat().st_size for path in (run_dir / "checkpoints" / "checkpoint-8").iterdir())
+    enough = patched_trainer(
+        with_free_disk_space(1.5 * checkpoint / 2**20), f"resume={run_dir}", "train.max_steps=10", cwd=run_dir.parent
+    )
+    assert enough.returncode == 0, enough.stdout + enough.stderr
+    assert read_json(run_dir / "result.json")["global_step"] == 10
+
+
+DISK_FULL = {
+    "OSError": "OSError(errno.ENOSPC, 'No space left on device')",
+    "torch's zip writer": "RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4374')",
+}
+
+
+@pytest.mark.parametrize("raised", DISK_FULL.values(), ids=DISK_FULL.keys())
+def test_a_full_disk_during_a_checkpoint_save_is_a_user_error_and_keeps_the_previous_checkpoint(
+    model_cache, tmp_path, raised
+):
+    run_dir = tmp_path / "run"
+    # The optimizer state of every checkpoint after the first fails to write.
+    patch = (
+        "import errno, torch; real = torch.save; saved = []\n"
+        "def save(value, file, *args, **kwargs):\n"
+        "    if str(file).endswith('optimizer.pt'):\n"
+        "        if saved: raise " + raised + "\n"
+        "        saved.append(file)\n"
+        "    real(value, file, *args, **kwargs)\n"
+        "torch.save = save"
+    )
+    full = patched_trainer(
+        patch, f"model.cache_dir={model_cache}", *RUN, "train.max_steps=4", "train.save_steps=2",
+        f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert full.returncode == EXIT_USER_ERROR, full.stdout + full.stderr
+    checkpoints = run_dir / "checkpoints"
+    assert f"The disk is full: writing {checkpoints / 'checkpoint-4'} needs about " in full.stdout
+    assert f"the newest checkpoint, {checkpoints / 'checkpoint-2'}, is intact" in full.stdout
+    assert "Traceback" not in full.stdout + full.stderr
+    assert RunDirectory(run_dir).newest_checkpoint() == str(checkpoints / "checkpoint-2")
+    assert not (checkpoints / "checkpoint-4").exists()
+    assert read_json(run_dir / "result.json")["error_type"] == "disk_full"
+
+
+def test_a_resume_refused_by_its_config_writes_nothing(run_dir):
+    saved = run_dir / ".hydra" / "config.yaml"
+    saved.write_text(saved.read_text().replace("learning_rate: 0.002", "learning_rate: -1"))
+    before = tree_digest(run_dir)
+    refused = resume(run_dir, "train.max_steps=10")
+    assert refused.returncode == EXIT_USER_ERROR
+    assert refused.stderr == "Invalid configuration: train.learning_rate must be > 0 (got -1.0)\n"
+    assert tree_digest(run_dir) == before
+
+
+def test_a_resume_from_python_refused_for_disk_space_writes_nothing(run_dir, monkeypatch):
+    config = to_trainer_config(saved_config_resumed(run_dir, ["train.max_steps=10"]))
+    before = tree_digest(run_dir)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=2**20))
+    result = TrainerEngine().run_job(config)
+    assert (result.success, result.user_error) == (False, True)
+    assert result.error_message.startswith(f"Not enough disk space in {run_dir}: 1 MiB free")
+    assert tree_digest(run_dir) == before

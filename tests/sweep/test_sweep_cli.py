@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from tests.helpers import file_hashes, run_sweep, sweep_command
+from tests.helpers import file_hashes, losses_by_step, run_sweep, sweep_command
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import EXIT_INTERRUPTED
 
@@ -140,3 +141,23 @@ def test_resume_of_a_directory_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == f"Cannot resume: {tmp_path} is not a sweep directory: it has no multirun.yaml"
+
+
+def test_jobs_shorter_than_logging_steps_report_their_last_step_loss_and_share_the_sweep_date(model_cache, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    completed = run_sweep(
+        sweep_dir, model_cache, "train.max_steps=3", "train.logging_steps=10", "train.learning_rate=1e-3,2e-2"
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    rows = summary_rows(sweep_dir)
+    for number, row in enumerate(rows):
+        steps, losses = zip(*losses_by_step(sweep_dir / str(number)), strict=True)
+        assert steps == (1, 3)
+        assert float(row["final_loss"]) == losses[-1]
+    assert rows[0]["final_loss"] != rows[1]["final_loss"]
+    # Every job of a sweep is dated at the sweep's start.
+    dates = [OmegaConf.load(sweep_dir / str(number) / ".hydra" / "config.yaml").run.date for number in range(2)]
+    assert (
+        dates[0] == dates[1]
+        and f"run.date={dates[0]}" in OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides.task
+    )

@@ -8,12 +8,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from trainer.config import load
 from trainer.errors import ConfigError, UserError
-from trainer.run.overrides import hydra_override
+from trainer.run.layout import RunDirectory
+from trainer.run.overrides import hydra_override, override_key
 from trainer.run.rendezvous import LaunchedRank, published_run_dir
-from trainer.run.resume import RESUME_OUTPUT_SUBDIR, SWEEP_FLAGS, refuse_unresumable
+from trainer.run.resume import RESUME_OUTPUT_SUBDIR, SWEEP_FLAGS, refuse_unresumable, saved_config_resumed
 
 RESUME_PREFIX = "resume="
+# Hydra prints completions for these: no run starts.
+COMPLETION_FLAGS = ("--shell-completion", "-sc")
 
 
 def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
@@ -26,8 +30,28 @@ def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
         raise UserError(f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={run_dir}`")
     overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
     refuse_unresumable(run_dir, overrides)
+    refuse_resume_before_hydra(run_dir, overrides)
     flags = [argument for argument in arguments if argument.startswith("-")]
     return [*flags, *overrides, *resume_overrides("hydra.run.dir", run_dir)]
+
+
+def refuse_resume_before_hydra(run_dir: Path, overrides: list[str]) -> None:
+    """Every refusal of a resume (its config, checkpoint, disk space, data) comes before Hydra
+    writes its record of the resume (.hydra/resume/) into the run: a refused resume writes nothing."""
+    from trainer.run.harness import refuse_resume  # loads torch: for a resume only
+
+    config = load.to_trainer_config(saved_config_resumed(run_dir, overrides))
+    refuse_resume(config, RunDirectory(run_dir))
+
+
+def pin_run_date(arguments: list[str]) -> list[str]:
+    """The command line with `run.date=TODAY` added unless it gives one: a run's date is decided
+    once, at its first start (a sweep's, for every job of it), and kept in its composed config,
+    which a resume (`run.resume=true`) reads back instead."""
+    given = any(override_key(argument) == "run.date" for argument in arguments if not argument.startswith("-"))
+    if given or "run.resume=true" in arguments or any(flag in arguments for flag in COMPLETION_FLAGS):
+        return arguments
+    return [*arguments, f"run.date={load.today()}"]
 
 
 def resume_overrides(directory_key: str, directory: Path) -> list[str]:

@@ -7,7 +7,8 @@ This module imports no torch or transformers: `--help` and `--cfg job` stay fast
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -55,6 +56,20 @@ def to_trainer_config(cfg: DictConfig) -> TrainerConfig:
         raise ConfigError([f"{error.full_key}: {first_line(error)}"]) from error
     assert isinstance(config, TrainerConfig)
     return config
+
+
+def today() -> str:
+    """The calendar's date, as a run started now records it in run.date: the one place a run reads
+    the clock for it (tests replace it to start a run on another day)."""
+    return date.today().isoformat()
+
+
+def dated(config: TrainerConfig) -> TrainerConfig:
+    """`config` with its run.date decided: its own (the command line records the first start's),
+    else today's."""
+    if config.run.date is not None:
+        return config
+    return replace(config, run=replace(config.run, date=today()))
 
 
 def unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[tuple[str, str, str]]:

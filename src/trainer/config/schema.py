@@ -99,7 +99,7 @@ class DataConfig:
     # Tokens per example; longer ones are truncated. None: model.max_length (resolved when the
     # TrainerConfig is built; conf/train.yaml says the same with an interpolation).
     max_length: int | None = None
-    # None means the profile's system prompt template; "{date}" is filled with today's date.
+    # None means the profile's system prompt template; "{date}" is filled with run.date.
     system_prompt: str | None = None
     # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
     on_bad_record: str = "error"
@@ -212,7 +212,7 @@ class TrainConfig:
     max_steps: int = 300
     # HF default: 3.0.
     num_train_epochs: float = 1.0
-    # Steps between logged losses (the first step is always logged). HF default: 500.
+    # Steps between logged losses (the first and the last step are always logged). HF default: 500.
     logging_steps: int = 10
     # Steps between evaluations of the validation set. HF default: None (logging_steps).
     eval_steps: int = 50
@@ -370,6 +370,11 @@ class RunConfig:
     # Continue the run in output_dir: a completed run is returned as it is, any other resumes from
     # its newest complete checkpoint (or starts). Set by `resume=DIR` and by sweep resumes.
     resume: bool = False
+    # The run's date (YYYY-MM-DD), what "{date}" in the system prompt stands for: the same run
+    # tokenizes the same on any day. None: decided at the first start (a sweep: at the sweep's
+    # start, the same for every job) and recorded in the run's .hydra/config.yaml, which resumes
+    # read; a run started from Python with None gets the day it starts, each time it starts.
+    date: str | None = None
 
 
 @dataclass
@@ -392,5 +397,6 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         # Derived defaults, so a TrainerConfig built in Python (no Hydra) trains what the YAML does.
-        if self.data.max_length is None:
+        # Sections of the wrong type are left for validation to name.
+        if isinstance(self.data, DataConfig) and isinstance(self.model, ModelConfig) and self.data.max_length is None:
             self.data = replace(self.data, max_length=self.model.max_length)

@@ -13,8 +13,10 @@ import math
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, fields, is_dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from safetensors import SafetensorError, safe_open
 
@@ -53,6 +55,15 @@ ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # strings with digits, which no one names a variable, are taken for tokens.
 TOKEN_PREFIXES = ("hf_", "ghp_", "gho_", "ghs_", "github_pat_", "glpat", "xox")
 TOKEN_LIKE = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9]).{20,}")
+TYPE_NAMES: dict[Any, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+LIST_ELEMENT_NAMES: dict[Any, str] = {str: "strings", int: "integers", float: "numbers"}
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def token_env_problems(token_env: str | None) -> list[str]:
@@ -85,6 +96,9 @@ class Facts:
 
 def validate_config(config: TrainerConfig, facts: Facts) -> None:
     """Raise one `ConfigError` listing every problem in `config`."""
+    # The other checks compare and combine values, so each must first be of its key's type.
+    if problems := type_problems(config):
+        raise ConfigError(problems)
     # The other checks look at these paths, so they must first be paths at all.
     if problems := unusable_path_problems(config):
         raise ConfigError(problems)
@@ -98,6 +112,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *loss_problems(config, facts),
         *monitoring_problems(config),
         *logger_problems(config.logger),
+        *run_date_problems(config.run.date),
         *precision_problems(config.precision.name, facts),
         *peft_problems(config, facts),
         *preview_problems(config.preview),
@@ -114,6 +129,45 @@ def non_finite_problems(config: TrainerConfig) -> list[str]:
         for key, value in settings(config)
         if isinstance(value, float) and not math.isfinite(value)
     ]
+
+
+def type_problems(section: Any, prefix: str = "") -> list[str]:
+    """Each value whose type is not its key's, named by its key: Hydra checks the command line's,
+    this a `TrainerConfig` built in Python."""
+    problems = []
+    hints = get_type_hints(type(section))
+    for item in fields(section):
+        key, value, expected = f"{prefix}{item.name}", getattr(section, item.name), hints[item.name]
+        if is_dataclass(expected) and isinstance(value, expected):
+            problems += type_problems(value, f"{key}.")
+        elif not is_dataclass(expected) and is_of_type(value, expected):
+            continue
+        else:
+            problems.append(f"{key} must be {type_name(expected)} (got {value!r}, of type {type(value).__name__})")
+    return problems
+
+
+def is_of_type(value: Any, expected: Any) -> bool:
+    """`isinstance` for the annotations of the schema: unions, lists of a type, an int as a float,
+    never a bool as a number."""
+    if get_origin(expected) in (Union, UnionType):
+        return any(is_of_type(value, option) for option in get_args(expected))
+    if get_origin(expected) is list:
+        return isinstance(value, list) and all(is_of_type(element, get_args(expected)[0]) for element in value)
+    if expected is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, int | float) if expected is float else isinstance(value, expected)
+
+
+def type_name(expected: Any) -> str:
+    if get_origin(expected) in (Union, UnionType):
+        return " or ".join(type_name(option) for option in get_args(expected))
+    if get_origin(expected) is list:
+        element = get_args(expected)[0]
+        return f"a list of {LIST_ELEMENT_NAMES.get(element, element.__name__)}"
+    return TYPE_NAMES.get(expected) or f"a {expected.__name__} section"
 
 
 def settings(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -339,6 +393,20 @@ def loss_problems(config: TrainerConfig, facts: Facts) -> list[str]:
     if importlib.util.find_spec(module) is None:
         return [f"train.fused_loss={train.fused_loss} needs the {module} package: pip install 'trainer[{extra}]'"]
     return []
+
+
+def run_date_problems(run_date: str | None) -> list[str]:
+    if run_date is None or (ISO_DATE.fullmatch(run_date) and valid_date(run_date)):
+        return []
+    return [f"run.date must be a date written YYYY-MM-DD, or null for the day the run starts (got {run_date!r})"]
+
+
+def valid_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def monitoring_problems(config: TrainerConfig) -> list[str]:

@@ -50,26 +50,38 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
 def check_data_unchanged(record: Path, config: DataConfig, resume: bool) -> None:
     """Record the data's fingerprint in a new run; in a resumed one, refuse data whose content
     changed since, unless `data.allow_changed`, which is logged and kept in `allowed_changes`."""
+    current, previous, changed = data_changes(record, config, resume)
+    if previous is None:
+        write_json_atomic(record, {"files": list(current.values()), "allowed_changes": []})
+        return
+    if not changed:
+        return
+    log.warning("Resuming on changed data (data.allow_changed=true): %s", ", ".join(changed))
+    allowed = [*previous["allowed_changes"], previous["files"]]
+    write_json_atomic(record, {"files": list(current.values()), "allowed_changes": allowed})
+
+
+def data_changes(
+    record: Path, config: DataConfig, resume: bool = True
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The data's fingerprints by path, the run's record of them (None in a new run) and the paths
+    whose content changed since; a change `data.allow_changed` does not allow is refused (UserError).
+    Reads only: a resume is refused before anything is written into the run."""
     # A missing file is left to the data loader, which names it.
     current = {item["path"]: item for item in map(fingerprint, data_files(config)) if item is not None}
     previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
     if previous is None:
-        write_json_atomic(record, {"files": list(current.values()), "allowed_changes": []})
-        return
+        return current, None, []
     before = {item["path"]: item for item in previous["files"]}
-    changed = [
+    changed = sorted(
         path for path in before.keys() | current.keys() if content(before.get(path)) != content(current.get(path))
-    ]
-    if not changed:
-        return
-    if not config.allow_changed:
+    )
+    if changed and not config.allow_changed:
         raise UserError(
-            f"Cannot resume: the data changed since the run started ({', '.join(sorted(changed))}); "
+            f"Cannot resume: the data changed since the run started ({', '.join(changed)}); "
             "resume with data.allow_changed=true to continue on the new data"
         )
-    log.warning("Resuming on changed data (data.allow_changed=true): %s", ", ".join(sorted(changed)))
-    allowed = [*previous["allowed_changes"], previous["files"]]
-    write_json_atomic(record, {"files": list(current.values()), "allowed_changes": allowed})
+    return current, previous, changed
 
 
 def content(item: dict[str, Any] | None) -> tuple | None:

@@ -64,9 +64,13 @@ TOKENIZED_FEATURES = Features(
         "attention_mask": List(Value("int8")),
         "labels": List(Value("int32")),
         "truncated": Value("bool"),
+        # Tokens before truncation: how much of a conversation max_length cut off.
+        "length": Value("int32"),
         "kept": Value("bool"),
     }
 )
+# Bookkeeping columns of a cache entry, counted, never trained on.
+BOOKKEEPING_COLUMNS = ("kept", "truncated", "length")
 
 
 @dataclass
@@ -308,6 +312,7 @@ def prepare_entry(
     with exclusive(entry):
         if (cached := load_cached(entry, in_memory)) is not None:
             log.info("Tokenized data read from the cache: %s", entry)
+            warn_about_heavy_truncation(cached[1], max_length)
             return tokenized_data(*cached, entry, from_cache=True)
         # A directory there without its stats is no entry of ours: never read, replaced.
         shutil.rmtree(entry, ignore_errors=True)
@@ -321,6 +326,7 @@ def prepare_entry(
                         name, records, output, profile, system_prompt, tokenizer, max_length, num_proc, stats
                     )
             publish(entry, scratch, stats)
+        warn_about_heavy_truncation(stats, max_length)
         log.info("Tokenized data saved to the cache: %s", entry)
         return tokenized_data(*load_cached(entry, in_memory), entry, from_cache=False)
 
@@ -336,7 +342,8 @@ def usable_rows(dataset: Dataset) -> Dataset:
     kept = dataset.data.table.column("kept").to_numpy(zero_copy_only=False)
     if not kept.all():
         dataset = dataset.select(numpy.flatnonzero(kept))
-    return dataset.remove_columns(["kept", "truncated"])
+    # Entries written before a column existed lack it.
+    return dataset.remove_columns([name for name in BOOKKEEPING_COLUMNS if name in dataset.column_names])
 
 
 def tokenize_records(
@@ -384,6 +391,7 @@ def tokenize_records(
         f"{name}_truncated": int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0),
         f"{name}_dropped": len(records) - examples,
         f"{name}_tokens": tokens,
+        **heavy_truncation_stats(name, table.column("length").to_numpy(), max_length),
     }
     log.info(
         "%s set: %d examples, %d tokens, %d truncated to %d tokens, %d dropped (no assistant token left)",
@@ -403,6 +411,31 @@ def tokenize_records(
         len(records) / seconds,
         tokens / seconds,
     )
+
+
+def heavy_truncation_stats(name: str, lengths: numpy.ndarray, max_length: int) -> dict[str, float]:
+    """How many conversations lost more than half their tokens to max_length, and the largest share
+    one lost."""
+    longest = int(lengths.max()) if len(lengths) else 0
+    return {
+        f"{name}_truncated_over_half": int((lengths > 2 * max_length).sum()),
+        f"{name}_worst_truncation": round(1 - max_length / longest, 3) if longest > max_length else 0.0,
+    }
+
+
+def warn_about_heavy_truncation(stats: dict[str, float], max_length: int) -> None:
+    """A warning per set where truncation cut more than half of some conversation: the model learns
+    from a fragment of each (a one-line count would pass unnoticed)."""
+    for name in ("train", "validation"):
+        if count := stats.get(f"{name}_truncated_over_half"):
+            log.warning(
+                "%s set: %d conversation(s) lost more than half their tokens to data.max_length=%d (the worst "
+                "lost %.0f%%); raise data.max_length or split long conversations",
+                name,
+                count,
+                max_length,
+                100 * stats[f"{name}_worst_truncation"],
+            )
 
 
 def process_count(num_proc: int | None, rows: int) -> int:
@@ -440,6 +473,7 @@ def tokenize_batch(
         "attention_mask": [numpy.ones(len(ids), dtype=numpy.int8) for ids in input_ids],
         "labels": [labels if keep else labels[:0] for labels, keep in zip(tokenized.labels, kept, strict=True)],
         "truncated": tokenized.truncated.tolist(),
+        "length": tokenized.lengths.astype(numpy.int32),
         "kept": kept,
     }
 

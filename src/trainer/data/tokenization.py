@@ -39,6 +39,8 @@ class TokenizedBatch:
     input_ids: list[numpy.ndarray]
     labels: list[numpy.ndarray]
     truncated: numpy.ndarray
+    # Each conversation's length in tokens before truncation.
+    lengths: numpy.ndarray
     # Whether the row keeps an assistant token within max_length (a row without one teaches nothing).
     has_assistant_tokens: numpy.ndarray
 
@@ -84,6 +86,7 @@ def tokenize_conversations(
         input_ids=cut_rows(ids, row_starts, lengths, max_length),
         labels=cut_rows(labels, row_starts, lengths, max_length),
         truncated=lengths > max_length,
+        lengths=lengths,
         has_assistant_tokens=numpy.bincount(rows[within & learned], minlength=len(rendered)) > 0,
     )
 

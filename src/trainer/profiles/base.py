@@ -23,10 +23,11 @@ class Profile:
         self.config = config
         self.seed = seed
 
-    def render_system_prompt(self, template: str | None = None, today: date | None = None) -> str:
-        """`template` (or the profile's own) with `{date}` filled in."""
+    def render_system_prompt(self, template: str | None, run_date: date) -> str:
+        """`template` (or the profile's own) with `{date}` filled with the run's date (never the
+        calendar's: the same run tokenizes the same on any day)."""
         text = self.system_prompt_template if template is None else template
-        return text.replace("{date}", (today or date.today()).isoformat())
+        return text.replace("{date}", run_date.isoformat())
 
     def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
         """The training example for raw `example`, the `index`-th of its data set. `example` is

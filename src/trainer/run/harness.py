@@ -18,19 +18,21 @@ from accelerate import PartialState
 from transformers import TrainerCallback
 
 from trainer import recipe
+from trainer.config.load import dated
 from trainer.config.schema import TrainerConfig
 from trainer.config.validate import validate_config
-from trainer.data.fingerprint import check_data_unchanged
+from trainer.data.fingerprint import check_data_unchanged, data_changes
 from trainer.errors import ConfigError, UserError, first_line
 from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log
 from trainer.monitoring.trackers import RunTrackers, open_trackers
+from trainer.run.disk_space import check_space_for_resume
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import RunInterrupted, StopRequest, graceful_stop, interrupted_result
 from trainer.run.job_isolation import isolated_job
-from trainer.run.layout import RunDirectory
+from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import INTERRUPTED, TrainingResult
 from trainer.run.status import StatusWriter
 
@@ -49,6 +51,13 @@ def run_job(
     except ConfigError as error:
         log.error("%s", error)
         return record_refusal(run_dir, failure(error, user_error=True))
+    if config.run.resume and config.run.date is None:
+        log.warning(
+            "%s has no run.date (started before runs recorded it, or from Python without one): {date} in its "
+            "system prompt is today's, which may not be its first start's",
+            run_dir.root,
+        )
+    config = dated(config)
     # One process of a torchrun/accelerate launch, or the only one.
     process = PartialState(cpu=not torch.cuda.is_available(), backend=config.distributed.backend)
     main_process = process.is_main_process
@@ -59,14 +68,16 @@ def run_job(
             with claim:
                 checkpoint = None
                 if config.run.resume:
-                    if main_process:
-                        run_dir.remove_unfinished_save()
                     checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
                     if previous := completed_result(run_dir, config.train.max_steps):
                         log.info("%s already completed; its result is reused", run_dir.root)
                         return previous
+                    # Refused here, a resume has written nothing into the run.
+                    check_resume_space(config, run_dir, checkpoint)
                 if main_process:
                     check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
+                    if config.run.resume:
+                        run_dir.remove_unfinished_save()
                 return run_claimed(
                     config, run_dir, process.process_index, stop, checkpoint, environ=environ, callbacks=callbacks
                 )
@@ -143,6 +154,24 @@ def run_claimed(
             status.mark_crashed(result.error_message, result.error_type)
         log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
     return result
+
+
+def refuse_resume(config: TrainerConfig, run_dir: RunDirectory) -> None:
+    """Raise `UserError` (or `ConfigError`) where resuming `run_dir` with `config` would be refused,
+    reading only: the command line asks before Hydra writes its record of the resume into the run."""
+    validate_config(config, gather_facts())
+    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
+    if completed_result(run_dir, config.train.max_steps) is None:
+        check_resume_space(config, run_dir, checkpoint)
+        data_changes(run_dir.data_file, config.data)
+
+
+def check_resume_space(config: TrainerConfig, run_dir: RunDirectory, checkpoint: str | None) -> None:
+    """The disk must hold what the resume adds; without a checkpoint the run starts over, and the
+    recipe checks once the model is loaded."""
+    if checkpoint is not None:
+        steps_left = checkpoint_step(checkpoint) != config.train.max_steps
+        check_space_for_resume(run_dir, checkpoint, config.train.save_total_limit, steps_left)
 
 
 def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:

@@ -51,8 +51,6 @@ def refuse_unresumable(run_dir: Path, overrides: list[str]) -> None:
     if not (run_dir / SAVED_CONFIG).is_file():
         raise UserError(f"Cannot resume: {run_dir} is not a run directory (it has no {SAVED_CONFIG})")
     refuse_unsafe_overrides(overrides)
-    # Refused here, a resume too short for its checkpoint writes nothing (not even .hydra/resume/).
-    RunDirectory(run_dir).checkpoint_to_resume(resumed_max_steps(run_dir, overrides))
 
 
 def refuse_unsafe_overrides(overrides: list[str]) -> None:
@@ -63,18 +61,6 @@ def refuse_unsafe_overrides(overrides: list[str]) -> None:
             f"Cannot resume with {' '.join(refused)}: a resumed run keeps the config it started with; "
             f"only {', '.join(SAFE_KEYS)} may change"
         )
-
-
-def resumed_max_steps(run_dir: Path, overrides: list[str]) -> int:
-    """`train.max_steps` as the resume will have it: this command line's, else the run's own."""
-    given = [item for item in overrides if override_key(item) == "train.max_steps"]
-    value = (
-        OverridesParser.create().parse_override(given[-1]).value()
-        if given
-        else OmegaConf.select(load_saved_config(run_dir / SAVED_CONFIG), "train.max_steps", default=0)
-    )
-    # Not a number: the config's validation reports it.
-    return value if isinstance(value, int) else 0
 
 
 def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:
@@ -119,11 +105,16 @@ def resumed_config(run_dir: Path, composed: DictConfig, overrides: list[str]) ->
         if (run_dir / RESUME_OUTPUT_SUBDIR).is_dir():
             shutil.copytree(run_dir / RESUME_OUTPUT_SUBDIR, run_dir / SAVED_CONFIG.parent, dirs_exist_ok=True)
         return composed
+    return saved_config_resumed(run_dir, overrides)
+
+
+def saved_config_resumed(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The config saved in `run_dir` with the safe ones of `overrides` applied, in resume mode."""
     config = load_saved_config(run_dir / SAVED_CONFIG)
     for override in OverridesParser.create().parse_overrides(
         [item for item in overrides if override_key(item) in SAFE_KEYS]
     ):
         OmegaConf.update(config, override.key_or_group, override.value())
-    config.run.output_dir = str(run_dir)
-    config.run.resume = True
+    OmegaConf.update(config, "run.output_dir", str(run_dir), force_add=True)
+    OmegaConf.update(config, "run.resume", True, force_add=True)
     return config
