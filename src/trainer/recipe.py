@@ -12,15 +12,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.preparation import RecordSplit, load_record_split, tokenize_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
+from trainer.eval.generation_eval import GenerationEval, held_out_prompts
+from trainer.eval.stopping import RunEarlyStopping
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
@@ -33,6 +35,7 @@ from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.preview.callback import PreviewCallback
 from trainer.profiles import build_profile
+from trainer.profiles.base import Profile
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import StopRequest
 from trainer.run.layout import RunDirectory, checkpoint_step
@@ -111,8 +114,20 @@ def train(
     if config.data.streaming:
         stream = stream_position(data.train, checkpoint, PartialState().num_processes)
         extra_callbacks = [stream, *extra_callbacks]
-    callbacks = training_callbacks(config, run_dir, status, previews, stop, extra=extra_callbacks)
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks)
+    generation_eval = build_generation_eval(config, run_dir, profile, records, system_prompt, tokenizer, main_process)
+    if generation_eval is not None:
+        generation_eval.listeners.append(status.record_eval)
+    early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
+    callbacks = training_callbacks(
+        config,
+        run_dir,
+        status,
+        previews,
+        stop,
+        extra=[*extra_callbacks, *filter(None, [early_stopping])],
+        eval_metrics=generation_eval.metric_names if generation_eval else (),
+    )
+    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks, generation_eval)
     stop.raise_if_requested("before the first step")
     if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
         log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
@@ -133,8 +148,49 @@ def train(
         **memory,
         **batch_summary(trainer),
         "previews": previews.summary(),
+        **(generation_eval.summary() if generation_eval else {}),
     }
-    return collect_result(trainer, run_dir, runtime, summary=summary)
+    result = collect_result(trainer, run_dir, runtime, summary=summary)
+    result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
+    result.best_checkpoint_path = trainer.state.best_model_checkpoint
+    log_final_model(config, trainer)
+    return result
+
+
+def build_generation_eval(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    profile: Profile,
+    records: RecordSplit,
+    system_prompt: str,
+    tokenizer: PreTrainedTokenizerBase,
+    main_process: bool,
+) -> GenerationEval | None:
+    """The generation eval of eval.enabled: its held-out prompts are chosen once, here."""
+    if not config.eval.enabled:
+        return None
+    prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
+    return GenerationEval(prompts, profile, tokenizer, config.eval, run_dir, writes_files=main_process)
+
+
+def log_final_model(config: TrainerConfig, trainer: Trainer) -> None:
+    """Say whose weights final_model/ holds, where the run tracked its best evaluation."""
+    state = trainer.state
+    if state.best_metric is None:
+        return
+    metric = config.train.early_stopping.metric
+    if config.train.final_model == "best" and state.best_model_checkpoint:
+        log.info(
+            "Final model: the best checkpoint %s (%s %.4g)", state.best_model_checkpoint, metric, state.best_metric
+        )
+    else:
+        log.info(
+            "Final model: the last step %d (best %s %.4g at step %s)",
+            state.global_step,
+            metric,
+            state.best_metric,
+            state.best_global_step,
+        )
 
 
 def training_callbacks(
@@ -144,10 +200,12 @@ def training_callbacks(
     previews: PreviewCallback | None = None,
     stop: StopRequest | None = None,
     extra: Sequence[TrainerCallback] = (),
+    eval_metrics: tuple[str, ...] = (),
 ) -> list[TrainerCallback]:
     """Every callback of a run, in the order each event reaches them: the monitor first (it adds
     tokens/s to the log events the others report), then the caller's `extra` after trainer's own,
-    and the previews and the stop request last, once everything else has seen the step."""
+    and the previews and the stop request last, once everything else has seen the step.
+    `eval_metrics`: the generation eval's, charted in TensorBoard."""
     callbacks = [
         IntervalsFromArguments(),
         TrainingMonitorCallback(status, config.monitoring),
@@ -155,7 +213,7 @@ def training_callbacks(
         FinalEvaluationCallback(),
     ]
     if config.monitoring.tensorboard:
-        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
+        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config, eval_metrics))
     callbacks.append(ProgressBarCallback())
     return [*callbacks, *extra, *(callback for callback in (previews, stop) if callback is not None)]
 

@@ -149,11 +149,11 @@ def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingRes
 
 def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
     """The result of a run that succeeded, saved its final model and needs no more steps (a resume
-    may raise max_steps)."""
+    may raise max_steps; a run that stopped early needs none)."""
     previous = run_dir.read_result()
     if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
         return None
-    if max_steps > 0 and previous["global_step"] < max_steps:
+    if max_steps > 0 and previous["global_step"] < max_steps and not previous.get("stopped_early"):
         return None
     return TrainingResult(**previous)
 
