@@ -205,7 +205,7 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainConfig:
     """The optimisation loop, handed to transformers' `TrainingArguments` under the same names
-    unless noted. Defaults suit the tiny model's short run; "HF default" marks where they differ."""
+    unless noted (keep_best and final_model are trainer's own). Defaults suit the tiny model's short run; "HF default" marks where they differ."""
 
     # Peak learning rate; high for the tiny model: ~1e-5..2e-4 for real models (higher with LoRA).
     # HF default: 5e-5.
