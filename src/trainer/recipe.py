@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainerState, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.preparation import RecordSplit, load_record_split, tokenize_split
+from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.errors import UserError
@@ -35,7 +35,6 @@ from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.preview.callback import PreviewCallback
 from trainer.profiles import build_profile
-from trainer.profiles.base import Profile
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import StopRequest
 from trainer.run.layout import RunDirectory, checkpoint_step
@@ -114,9 +113,13 @@ def train(
     if config.data.streaming:
         stream = stream_position(data.train, checkpoint, PartialState().num_processes)
         extra_callbacks = [stream, *extra_callbacks]
-    generation_eval = build_generation_eval(config, run_dir, profile, records, system_prompt, tokenizer, main_process)
-    if generation_eval is not None:
-        generation_eval.listeners.append(status.record_eval)
+    generation_eval = None
+    if config.eval.enabled:
+        # The held-out prompts are chosen once, for every evaluation of the run.
+        prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
+        generation_eval = GenerationEval(
+            prompts, profile, tokenizer, config.eval, run_dir, main_process, listeners=[status.record_eval]
+        )
     early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
     callbacks = training_callbacks(
         config,
@@ -155,22 +158,6 @@ def train(
     result.best_checkpoint_path = trainer.state.best_model_checkpoint
     log_final_model(config, trainer)
     return result
-
-
-def build_generation_eval(
-    config: TrainerConfig,
-    run_dir: RunDirectory,
-    profile: Profile,
-    records: RecordSplit,
-    system_prompt: str,
-    tokenizer: PreTrainedTokenizerBase,
-    main_process: bool,
-) -> GenerationEval | None:
-    """The generation eval of eval.enabled: its held-out prompts are chosen once, here."""
-    if not config.eval.enabled:
-        return None
-    prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
-    return GenerationEval(prompts, profile, tokenizer, config.eval, run_dir, writes_files=main_process)
 
 
 def log_final_model(config: TrainerConfig, trainer: Trainer) -> None:

@@ -47,8 +47,9 @@ def saved_run_config(run_dir: RunDirectory) -> TrainerConfig:
     if not path.is_file():
         raise UserError(f"{run_dir.root} is not a run directory: it has no {SAVED_CONFIG}")
     saved = load_saved_config(path)
-    saved.run.output_dir = str(run_dir.root)
-    return to_trainer_config(OmegaConf.create(OmegaConf.to_container(saved)))
+    # Saved as Hydra's ${hydra:runtime.output_dir}, which resolves only under Hydra.
+    OmegaConf.update(saved, "run.output_dir", str(run_dir.root), force_add=True)
+    return to_trainer_config(saved)
 
 
 def weights_to_evaluate(run_dir: RunDirectory, checkpoint: int | None) -> EvaluatedWeights:

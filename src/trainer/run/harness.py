@@ -178,6 +178,4 @@ def outcome(result: TrainingResult) -> str:
     tokens_per_sec = result.summary.get("tokens_per_sec")
     speed = "no step trained now" if tokens_per_sec is None else f"{tokens_per_sec:,.0f} tokens/s"
     stopped = " (stopped early)" if result.stopped_early else ""
-    return (
-        f"Run completed{stopped}: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"
-    )
+    return f"Run completed{stopped}: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"
