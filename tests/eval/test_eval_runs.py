@@ -102,3 +102,10 @@ def test_trainer_eval_of_a_checkpoint_that_does_not_exist_is_one_line_and_exit_2
     assert completed.stderr.strip().splitlines() == [
         f"--checkpoint 7: {run_dir}/checkpoints/checkpoint-7 does not exist; {run_dir} keeps none"
     ]
+
+
+def test_trainer_eval_is_a_command_of_trainer_too(tmp_path):
+    command = [sys.executable, "-m", "trainer", "eval", str(tmp_path / "missing")]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [f"{tmp_path / 'missing'} does not exist or is not a directory"]
