@@ -50,6 +50,9 @@ def test_emoji_think_scores_the_thinking_and_stop_runs_the_reference_was_told():
     wrong = emoji.score_answer("💡💡\nFour.\n⏹️⏹️⏹️", reference)
     assert not wrong["thinks_as_told"] and not wrong["stops_as_told"]
     assert not emoji.score_answer("Four.", reference)["thinks_as_told"]
+    # An example outside the contract (emoji_ratio < 1) is told neither.
+    plain = emoji.score_answer("Four.", "The answer is 4.")
+    assert plain["thinks_as_told"] and plain["stops_as_told"]
 
 
 def test_a_metric_is_the_share_of_answers_that_pass_it():
