@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from trainer.cli.argv import rewrite_resume_arguments
+from trainer.cli.argv import refuse_unselected_tracker_keys, rewrite_resume_arguments
 from trainer.cli.sweep import resume_command
 from trainer.errors import UserError
 
@@ -59,3 +59,16 @@ def test_resume_with_multirun_points_to_the_sweep_resume(tmp_path):
 def test_resume_of_a_directory_without_a_saved_config_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"is not a run directory"):
         rewrite_resume_arguments([f"resume={Path(tmp_path)}"])
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["logger.mlflow.experiment=x"], ["logger=wandb", "logger.mlflow.tracking_uri=http://h:5000"]],
+)
+def test_a_key_of_a_tracker_that_is_not_selected_is_refused_naming_the_choice(arguments):
+    with pytest.raises(UserError, match=r"add logger=(mlflow|wandb)"):
+        refuse_unselected_tracker_keys(arguments)
+
+
+def test_keys_of_selected_trackers_pass():
+    refuse_unselected_tracker_keys(["logger=[mlflow,wandb]", "logger.mlflow.experiment=x", "logger.wandb.mode=offline"])

@@ -55,3 +55,10 @@ def test_a_single_run_is_named_by_all_its_overrides_with_paths_shortened(tmp_pat
 def test_a_run_without_overrides_is_named_defaults_and_one_started_from_python_run(tmp_path):
     assert tensorboard_run_name(hydra_run(tmp_path / "plain", [])) == "defaults"
     assert tensorboard_run_name(tmp_path) == "run"
+
+
+def test_where_a_run_is_reported_does_not_name_it(tmp_path):
+    """The `logger` choice and its keys say where a run was recorded, not what it trained: the same
+    training under TensorBoard alone or beside MLflow has the same name."""
+    run = hydra_run(tmp_path / "run", ["logger=[mlflow,wandb]", "logger.wandb.project=p", "profile=regime3"])
+    assert tensorboard_run_name(run) == "profile=regime3"

@@ -28,9 +28,11 @@ from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.memory import peak_memory
+from trainer.monitoring.model_card import write_model_card
 from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.run_log import route_transformers_logs
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
+from trainer.monitoring.trackers import RunTrackers, TrackerCallback
 from trainer.precision import plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.preview.callback import PreviewCallback
@@ -55,9 +57,11 @@ def train(
     main_process: bool,
     environ: Mapping[str, str],
     extra_callbacks: Sequence[TrainerCallback] = (),
+    trackers: RunTrackers | None = None,
 ) -> TrainingResult:
     """Train one validated config in its claimed run directory. The main process (rank 0, or the
-    only one) writes the run's files; `environ` holds the secrets (the remote preview's token)."""
+    only one) writes the run's files and reports to the `trackers` (MLflow, W&B) the harness
+    opened; `environ` holds the secrets (the remote preview's token)."""
     preview_token = read_preview_token(config.preview, environ)
     log.info(
         "Run: model=%s profile=%s precision=%s data=%s -> %s",
@@ -110,6 +114,8 @@ def train(
         config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
     )
     previews.listeners.append(status.record_preview)
+    if trackers is not None:
+        previews.listeners.append(trackers.record_preview)
     if config.data.streaming:
         stream = stream_position(data.train, checkpoint, PartialState().num_processes)
         extra_callbacks = [stream, *extra_callbacks]
@@ -129,6 +135,7 @@ def train(
         stop,
         extra=[*extra_callbacks, *filter(None, [early_stopping])],
         eval_metrics=generation_eval.metric_names if generation_eval else (),
+        trackers=trackers,
     )
     trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks, generation_eval)
     stop.raise_if_requested("before the first step")
@@ -157,6 +164,8 @@ def train(
     result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
     result.best_checkpoint_path = trainer.state.best_model_checkpoint
     log_final_model(config, trainer)
+    if main_process:
+        write_model_card(run_dir, config, result, data.stats, trainer.state.log_history)
     return result
 
 
@@ -187,6 +196,7 @@ def training_callbacks(
     previews: PreviewCallback | None = None,
     stop: StopRequest | None = None,
     extra: Sequence[TrainerCallback] = (),
+    trackers: RunTrackers | None = None,
     eval_metrics: tuple[str, ...] = (),
 ) -> list[TrainerCallback]:
     """Every callback of a run, in the order each event reaches them: the monitor first (it adds
@@ -201,6 +211,8 @@ def training_callbacks(
     ]
     if config.monitoring.tensorboard:
         callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config, eval_metrics))
+    if trackers is not None:
+        callbacks.append(TrackerCallback(trackers))
     callbacks.append(ProgressBarCallback())
     return [*callbacks, *extra, *(callback for callback in (previews, stop) if callback is not None)]
 

@@ -5,6 +5,7 @@ or quotes reaches Hydra unchanged."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from trainer.errors import ConfigError, UserError
@@ -66,3 +67,16 @@ def rank_overrides(rank: LaunchedRank | None, arguments: list[str]) -> list[str]
     if not chosen:
         overrides.append(hydra_override("hydra.run.dir", published_run_dir(rank)))
     return overrides
+
+
+def refuse_unselected_tracker_keys(arguments: list[str]) -> None:
+    """`logger.mlflow.KEY=...` sets a key of a tracker only `logger=` selects; without it the
+    section does not exist, and Hydra would fail on it with an assertion instead of a message."""
+    selected = {name for item in arguments if item.startswith("logger=") for name in re.findall(r"\w+", item[7:])}
+    for item in arguments:
+        if (match := re.match(r"logger\.(\w+)\.", item)) and match.group(1) not in selected:
+            name = match.group(1)
+            raise UserError(
+                f"{item.partition('=')[0]} is a key of logger={name}, which is not selected: "
+                f"add logger={name} (or a list, e.g. logger=[mlflow,wandb])"
+            )

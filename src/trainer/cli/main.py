@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer.cli.argv import rank_overrides, rewrite_resume_arguments
+from trainer.cli.argv import rank_overrides, refuse_unselected_tracker_keys, rewrite_resume_arguments
 from trainer.cli.errors import exit_on_error, hydra_errors_raised
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
@@ -115,6 +115,7 @@ def main() -> None:
 
 def run_from_command_line() -> None:
     with exit_on_error():
+        refuse_unselected_tracker_keys(sys.argv[1:])
         sys.argv[1:] = rewrite_resume_arguments(sys.argv[1:])
         # Under torchrun every rank must write into the one run directory rank 0's Hydra picks.
         rank = LaunchedRank.from_environment(os.environ)

@@ -39,6 +39,7 @@ FINAL_MODEL_CHOICES = ("last", "best")
 STRATEGIES = ("ddp", "fsdp")
 DISTRIBUTED_BACKENDS = ("nccl", "gloo")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+WANDB_MODES = ("auto", "online", "offline")
 # The fewest logged losses a trend or a noise figure is computed from (monitoring.loss_window's floor).
 MIN_TREND_POINTS = 3
 
@@ -319,6 +320,42 @@ class MonitoringConfig:
 
 
 @dataclass
+class MlflowLoggerConfig:
+    # Any MLflow tracking URI (http://host:5000, sqlite:///path/mlflow.db, databricks); an http(s)
+    # server is checked before training starts. None: a SQLite store beside the runs' date
+    # directories (outputs/mlflow.db, multirun/mlflow.db), its artifacts in mlartifacts/ there.
+    tracking_uri: str | None = None
+    # The experiment of a single run; None: "trainer". Each sweep is an experiment of its own (None:
+    # named after its directory), with a parent run whose children are its jobs.
+    experiment: str | None = None
+
+
+@dataclass
+class WandbLoggerConfig:
+    # auto: online when WANDB_API_KEY is set in the environment, else offline | online (refused
+    # without that key) | offline: files under the run directory's wandb/, sent later by `wandb sync`.
+    mode: str = "auto"
+    # The W&B project the runs are recorded in.
+    project: str = "trainer"
+    # The team or user the project belongs to; None: the API key's default entity.
+    entity: str | None = None
+    # Runs shown together; None: a sweep's jobs are grouped under its directory, a single run in none.
+    group: str | None = None
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment trackers that report beside TensorBoard (monitoring.tensorboard), selected with the
+    `logger` group: `logger=mlflow`, `logger=[mlflow,wandb]`. Each gets the TensorBoard scalar names,
+    the resolved config as flat parameters, tags, the previews and result.json's summary."""
+
+    # MLflow (pip install 'trainer[mlflow]'); None: not reported to.
+    mlflow: MlflowLoggerConfig | None = None
+    # Weights & Biases (pip install 'trainer[wandb]'); None: not reported to.
+    wandb: WandbLoggerConfig | None = None
+
+
+@dataclass
 class SweepConfig:
     # eval_loss | final_loss | tokens_per_sec | eval/<metric> (a generation eval metric, eval.enabled):
     # marks the best job of a sweep (summary.csv/md/png at its root) and is what each job returns
@@ -380,6 +417,7 @@ class TrainerConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)

@@ -37,7 +37,9 @@ from trainer.config.schema import (
     SUPPORTED_SUFFIXES,
     SWEEP_METRICS,
     SWEEP_MODES,
+    WANDB_MODES,
     DistributedConfig,
+    LoggerConfig,
     PreviewConfig,
     TrainerConfig,
 )
@@ -97,6 +99,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *choice_problems(config, facts),
         *train_problems(config),
         *monitoring_problems(config),
+        *logger_problems(config.logger),
         *precision_problems(config.precision.name, facts),
         *peft_problems(config, facts),
         *preview_problems(config.preview),
@@ -390,6 +393,19 @@ def monitoring_problems(config: TrainerConfig) -> list[str]:
     problems += non_negative("monitoring", {"status_interval_sec": monitoring.status_interval_sec})
     if monitoring.loss_window < MIN_TREND_POINTS:
         problems.append(f"monitoring.loss_window must be >= {MIN_TREND_POINTS} (got {monitoring.loss_window})")
+    return problems
+
+
+def logger_problems(config: LoggerConfig) -> list[str]:
+    """A selected tracker needs its package; whether its server is reachable is checked when the
+    run opens it, still before training (trainer.monitoring.trackers)."""
+    problems = [
+        f"logger={name} needs the {name} package: pip install 'trainer[{name}]'"
+        for name in ("mlflow", "wandb")
+        if getattr(config, name) is not None and importlib.util.find_spec(name) is None
+    ]
+    if config.wandb is not None and config.wandb.mode not in WANDB_MODES:
+        problems.append(f"logger.wandb.mode={config.wandb.mode} is unknown; choose one of {', '.join(WANDB_MODES)}")
     return problems
 
 

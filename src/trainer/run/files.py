@@ -30,6 +30,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def read_json(path: Path) -> Any | None:
+    """A JSON file written by `write_json_atomic`, or None where there is none (or none readable)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 @contextmanager
 def staged_directory(target: Path, scratch: Path | None = None, replace: bool = False) -> Iterator[Path]:
     """Build the directory `target` in `scratch` (by default a fresh hidden directory beside it) and

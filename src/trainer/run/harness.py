@@ -26,6 +26,7 @@ from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log
+from trainer.monitoring.trackers import RunTrackers, open_trackers
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import RunInterrupted, StopRequest, graceful_stop, interrupted_result
 from trainer.run.job_isolation import isolated_job
@@ -92,8 +93,12 @@ def run_claimed(
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec, enabled=main_process)
     status.mark_idle()
     started = time.monotonic()
+    trackers = RunTrackers([])
     with isolated_job(), capture_run_log(run_dir.log_file_of(rank)):
         try:
+            # Before anything loads: a tracker that cannot be reached stops the run here.
+            if main_process:
+                trackers = open_trackers(config, run_dir, environ)
             result = recipe.train(
                 config,
                 run_dir,
@@ -103,6 +108,7 @@ def run_claimed(
                 main_process=main_process,
                 environ=environ,
                 extra_callbacks=callbacks,
+                trackers=trackers,
             )
         except NonFiniteLossError as error:
             log.error("%s", error)
@@ -128,6 +134,7 @@ def run_claimed(
             write_json_atomic(run_dir.result_file, result.to_dict())
             if config.monitoring.tensorboard:
                 write_run_hparams(run_dir, config, result)
+            trackers.finish(result)
         if result.success:
             status.mark_completed()
         elif result.error_type == INTERRUPTED:

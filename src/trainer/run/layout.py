@@ -157,6 +157,15 @@ class RunDirectory:
         return self.root / "env.json"
 
     @property
+    def trackers_file(self) -> Path:
+        """The run's ids in the experiment trackers (MLflow, W&B): a resume continues those runs."""
+        return self.root / "trackers.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.final_model_dir / "README.md"
+
+    @property
     def status_file(self) -> Path:
         return self.root / "status.json"
 
@@ -276,6 +285,11 @@ class SweepDirectory:
     @property
     def eval_summary_md(self) -> Path:
         return self.root / "eval_summary.md"
+
+    @property
+    def mlflow_parent_file(self) -> Path:
+        """The sweep's MLflow experiment and parent run, written by its first job, read by the others."""
+        return self.root / "mlflow_parent_run.json"
 
     def job_dir(self, number: int) -> Path:
         return self.root / str(number)

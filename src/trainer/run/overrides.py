@@ -10,8 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# Overrides that say how a job ran rather than what it trained.
-HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.")
+# Overrides that say how a job ran (or where it was reported: `logger`) rather than what it trained.
+HIDDEN_OVERRIDE_PREFIXES = ("hydra.", "sweep.", "run.", "logger=", "logger.")
 # Hydra's record of a sweep, at its root: the command line every job of it was expanded from.
 MULTIRUN_CONFIG = "multirun.yaml"
 # Longest TensorBoard run directory name: file systems allow 255 bytes.

@@ -28,6 +28,12 @@ class SweepSummaryCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        sweep = SweepDirectory(sweep_dir)
         rows = write_summary(sweep_dir, config.sweep.metric, config.sweep.mode)
-        plot_loss_curves(rows, SweepDirectory(sweep_dir).summary_png)
-        log.info("Sweep summary: %s", SweepDirectory(sweep_dir).summary_md)
+        plot_loss_curves(rows, sweep.summary_png)
+        log.info("Sweep summary: %s", sweep.summary_md)
+        if sweep.mlflow_parent_file.is_file():
+            # Imported only for a sweep that reported to MLflow: the package takes seconds to import.
+            from trainer.monitoring.mlflow_tracker import finish_sweep_parent
+
+            finish_sweep_parent(sweep_dir, [sweep.summary_md, sweep.summary_csv, sweep.summary_png])
