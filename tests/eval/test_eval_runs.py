@@ -109,3 +109,22 @@ def test_trainer_eval_is_a_command_of_trainer_too(tmp_path):
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [f"{tmp_path / 'missing'} does not exist or is not a directory"]
+
+
+def test_final_model_best_holds_the_best_checkpoints_weights_not_the_last_steps(model_cache, tmp_path):
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "best"
+    # mode=max on a falling eval loss: the first evaluation is the best, far from the last step.
+    completed = run_trainer(
+        model_cache,
+        "train.max_steps=6", "train.eval_steps=2", "train.save_steps=2", "train.save_total_limit=1",
+        "train.final_model=best", "train.early_stopping.metric=eval_loss", "train.early_stopping.mode=max",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    best = run_dir / "checkpoints" / "checkpoint-2"
+    assert read_json(run_dir / "result.json")["best_checkpoint_path"] == str(best)
+    final, kept = load_file(run_dir / "final_model" / "model.safetensors"), load_file(best / "model.safetensors")
+    assert all(final[name].equal(kept[name]) for name in final)
