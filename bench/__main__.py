@@ -11,6 +11,7 @@ their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
     PYTHONPATH=src python -m bench --monitoring  # what trainer's monitoring costs, on vs off
     PYTHONPATH=src python -m bench --data        # data preparation vs a plain datasets.map floor
     PYTHONPATH=src python -m bench --generation-eval  # batched eval answers vs one at a time
+    PYTHONPATH=src python -m bench --vocab       # vocabulary 151,936 vs 4,096: chunked vs unchunked loss
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import transformers
 
 from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
-from bench.report import Spread, Target, per_round_ratios, results_markdown, section_of, with_section
+from bench.report import Spread, Target, per_round_ratios, print_tables, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import ModelConfig, TrainerConfig
@@ -44,6 +45,7 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 DATA_SECTION = "Data preparation"
 GPU_SECTION = "GPU: `python -m bench --gpu`"
 GENERATION_EVAL_SECTION = "Generation eval: `python -m bench --generation-eval`"
+VOCABULARY_SECTION = "Large vocabulary: `python -m bench --vocab`"
 CONTENDERS = (
     "plain",
     "trainer",
@@ -70,6 +72,11 @@ def main() -> None:
     parser.add_argument("--monitoring", action="store_true", help="monitoring on vs off (bench/monitoring.py) instead")
     parser.add_argument(
         "--data", action="store_true", help="data preparation vs a datasets.map floor (bench/data_prep.py)"
+    )
+    parser.add_argument(
+        "--vocab",
+        action="store_true",
+        help="vocabulary 151,936 vs 4,096, chunked vs unchunked loss (bench/vocabulary.py)",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chats per --data file")
     parser.add_argument("--num-proc", type=int, default=len(os.sched_getaffinity(0)), help="--data processes")
@@ -108,7 +115,12 @@ def main() -> None:
         torch.set_num_threads(options.threads)
         workload = Workload(chats=options.chats, batch=options.batch, steps=options.steps)
         with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-            if options.monitoring:
+            if options.vocab:
+                from bench.vocabulary import run_vocabulary_benchmark
+
+                report, name = run_vocabulary_benchmark(workload, options.rounds, Path(workdir)), f"vocab-{stamp}"
+                write_results_section(VOCABULARY_SECTION, report["markdown"])
+            elif options.monitoring:
                 from bench.monitoring import run_monitoring_benchmark
 
                 report, name = run_monitoring_benchmark(workload, options.rounds, Path(workdir)), f"monitoring-{stamp}"
@@ -122,7 +134,7 @@ def main() -> None:
 def write_results(markdown: str) -> None:
     """RESULTS.md anew, keeping the sections of the last `--gpu` and `--data` runs."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else ""
-    for title in (GPU_SECTION, DATA_SECTION, GENERATION_EVAL_SECTION):
+    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION):
         if (section := section_of(old, title)) is not None:
             markdown = with_section(markdown, title, section)
     write_text_atomic(RESULTS, markdown)
@@ -299,10 +311,7 @@ def summarize(
         f"{len(runs['plain'])} rounds."
     )
     print()
-    for name, value in rows:
-        print(f"{name}: {value}")
-    for target in targets:
-        print(target.show())
+    print_tables(rows, targets)
     return {
         "workload": asdict(workload),
         "threads": torch.get_num_threads(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from transformers import (
     PreTrainedModel,
     PrinterCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -43,11 +45,11 @@ class Run:
         return self.tokens / self.seconds
 
 
-def run_trainer(config: TrainerConfig) -> Run:
+def run_trainer(config: TrainerConfig, callbacks: Sequence[TrainerCallback] = ()) -> Run:
     """A whole `trainer` job; its run directory is removed afterwards."""
     run_dir = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     try:
-        result = TrainerEngine().run_job(replace(config, run=RunConfig(output_dir=str(run_dir))))
+        result = TrainerEngine(callbacks=callbacks).run_job(replace(config, run=RunConfig(output_dir=str(run_dir))))
         if not result.success:
             raise RuntimeError(f"the trainer run failed: {result.error_message}")
         tokens = result.summary["train_tokens_seen"]
@@ -105,7 +107,9 @@ def plain_arguments(config: TrainerConfig, output_dir: str) -> dict:
     }
 
 
-def run_plain_transformers(config: TrainerConfig, data: TokenizedData) -> Run:
+def run_plain_transformers(
+    config: TrainerConfig, data: TokenizedData, callbacks: Sequence[TrainerCallback] = ()
+) -> Run:
     """The plain transformers `Trainer` with dynamic padding."""
     model, tokenizer = load_plain_model(config)
     with tempfile.TemporaryDirectory() as output_dir, isolated_job():
@@ -115,6 +119,7 @@ def run_plain_transformers(config: TrainerConfig, data: TokenizedData) -> Run:
             train_dataset=data.train,
             processing_class=tokenizer,
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+            callbacks=list(callbacks),
         )
         return train_quietly(trainer)
 

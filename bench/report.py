@@ -44,6 +44,13 @@ class Target:
         )
 
 
+def print_tables(rows: list[tuple[str, str]], targets: list[Target]) -> None:
+    for name, value in rows:
+        print(f"{name}: {value}")
+    for target in targets:
+        print(target.show())
+
+
 def per_round_ratios(numerators: list[float], denominators: list[float]) -> Spread:
     """Each round's ratio, then their spread: rounds run back to back, so drift of the machine
     between rounds cancels within each ratio."""

@@ -115,6 +115,17 @@ def run_sweep(sweep_dir: Path, model_cache: Path, *overrides: str) -> subprocess
     )  # fmt: skip
 
 
+def conversation(turns: int) -> list[dict[str, str]]:
+    """A chat of `turns` sums, each answer a turn to learn."""
+    messages = [{"role": "system", "content": "Answer with the sum."}]
+    for turn in range(turns):
+        messages += [
+            {"role": "user", "content": f"What is {turn} plus {turn * 7}?"},
+            {"role": "assistant", "content": f"{turn} + {turn * 7} = {turn * 8}"},
+        ]
+    return messages
+
+
 def summed_loss_one_by_one(model, features) -> torch.Tensor:
     total = torch.zeros(())
     for feature in features:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -18,18 +21,21 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
-from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss
+from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss, predicts_a_label
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
 from trainer.errors import ConfigError
 from trainer.eval.generation_eval import GenerationEval
+from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_loss
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
 from trainer.run.files import staged_directory
 from trainer.run.layout import CHECKPOINT_STAGING, RunDirectory, write_checkpoint_manifest
+
+log = logging.getLogger(__name__)
 
 
 class RunTrainer(Trainer):
@@ -67,6 +73,12 @@ class RunTrainer(Trainer):
             # eval/exact_match -> eval_exact_match: transformers' name, which TensorBoard shows as eval/exact_match.
             output.metrics.update({hf_metric_name(name): value for name, value in scores.items()})
         return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not isinstance(self.compute_loss_func, LinearCrossEntropyLoss):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        with self.compute_loss_func.hidden_states_out():
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -246,10 +258,21 @@ def batching(
     tokenizer: PreTrainedTokenizerBase,
     sampler: TokenBudgetBatchSampler | None = None,
 ) -> dict:
-    """The Trainer's collator (and loss, for packing): padded batches, or padding-free ones whose
-    attention stays within each example, padded to the token budget's fixed shape with a sampler."""
+    """The Trainer's collator and loss: padded batches, or padding-free ones whose attention stays
+    within each example, padded to the token budget's fixed shape with a sampler. The loss comes
+    from the hidden states of the labelled positions (`trainer.modeling.chunked_loss`) unless
+    train.loss_chunk_size=null; then from the logits of those positions when packed, and from the
+    model's own loss when padded."""
+    loss = (
+        None
+        if shards_parameters(config)
+        else hidden_states_loss(model, config.train.fused_loss, config.train.loss_chunk_size)
+    )
     if not config.data.packing:
-        return {"data_collator": DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)}
+        padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+        if loss is None:
+            return {"data_collator": padded}
+        return {"data_collator": LabelledPositions(padded), "compute_loss_func": loss}
     use_per_example_attention(model)
     if config.train.torch_compile:
         # The head runs only where a label follows, a count that changes every batch: traced as a
@@ -259,4 +282,26 @@ def batching(
     if sampler is not None:
         longest = min(config.data.max_length, sampler.budget)
         budget = TokenBudget(sampler.budget, longest, sampler.max_examples, tokenizer.pad_token_id or 0)
-    return {"data_collator": PackedBatchCollator(budget), "compute_loss_func": packed_causal_lm_loss}
+    return {"data_collator": PackedBatchCollator(budget), "compute_loss_func": loss or packed_causal_lm_loss}
+
+
+def shards_parameters(config: TrainerConfig) -> bool:
+    """FSDP and DeepSpeed hold a shard of the head's weight outside its forward: the loss from
+    the hidden states needs it whole, so these keep the unchunked loss (train.fused_loss is refused)."""
+    sharded = config.distributed.strategy == "fsdp" or config.distributed.deepspeed is not None
+    if sharded and config.train.loss_chunk_size is not None:
+        log.info("Loss: unchunked, as FSDP and DeepSpeed shard the output head's weight")
+    return sharded
+
+
+@dataclass(frozen=True)
+class LabelledPositions:
+    """A padded batch's collator that also marks the positions whose next token is a label, the
+    only ones the model's head runs at (`logits_to_keep`)."""
+
+    collator: DataCollatorForSeq2Seq
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        batch["logits_to_keep"] = predicts_a_label(batch["labels"])
+        return batch

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import DataCollatorForSeq2Seq
+from transformers import DataCollatorForSeq2Seq, Gemma2Config, LlamaConfig, MistralConfig, Qwen3Config
 
-from tests.helpers import summed_loss_one_by_one
+from tests.helpers import conversation, summed_loss_one_by_one
 from trainer.config.schema import TinyModelConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
-from trainer.modeling.packed_attention import PER_EXAMPLE_SDPA, use_per_example_attention
+from trainer.modeling.packed_attention import (
+    PER_EXAMPLE_SDPA,
+    per_example_attention_inexact,
+    use_per_example_attention,
+)
 from trainer.modeling.tiny import build_model, build_tokenizer
-
-
-def conversation(turns: int) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": "Answer with the sum."}]
-    for turn in range(turns):
-        messages += [
-            {"role": "user", "content": f"What is {turn} plus {turn * 7}?"},
-            {"role": "assistant", "content": f"{turn} + {turn * 7} = {turn * 8}"},
-        ]
-    return messages
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +87,17 @@ def test_a_packed_run_trains_with_the_losses_of_a_padded_run(make_config, tmp_pa
     assert packed.success and padded.success
     assert packed.final_loss == pytest.approx(padded.final_loss, rel=1e-4)
     assert packed.eval_loss == pytest.approx(padded.eval_loss, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("config", "left_out"),
+    [
+        (Qwen3Config(), None),
+        (LlamaConfig(), None),
+        (MistralConfig(sliding_window=4096), "its sliding window of 4096 tokens"),
+        (Gemma2Config(), "its sliding_attention layers"),
+        (LlamaConfig(attn_logit_softcapping=50.0), "its attention softcapping"),
+    ],
+)
+def test_packing_names_what_per_example_attention_leaves_out_of_a_model(config, left_out):
+    assert per_example_attention_inexact(config) == left_out

@@ -117,7 +117,9 @@ def test_a_compiled_token_budget_run_compiles_once_and_reports_its_fill(make_con
     graphs = GraphsPerStep()
     counters.clear()
     steps = [
+        # Several chunks of the loss per batch: none may add a graph.
         "data.packing=true", "data.tokens_per_batch=1024", "train.torch_compile=true", "train.max_steps=4",
+        "train.loss_chunk_size=64",
         "train.logging_steps=1", "train.eval_steps=100", "train.save_steps=100", "data.validation_split=0",
         "monitoring.tensorboard=false",
     ]  # fmt: skip

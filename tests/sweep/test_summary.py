@@ -10,6 +10,7 @@ import pytest
 
 from trainer.run.files import write_json_atomic, write_text_atomic
 from trainer.sweep.metrics import best_index, objective
+from trainer.sweep.plot import plot_loss_curves
 from trainer.sweep.summary import write_summary
 
 
@@ -64,6 +65,13 @@ def test_csv_and_markdown_hold_every_row(sweep_dir):
     markdown = (sweep_dir / "summary.md").read_text()
     assert "| ★ | 1 | `train.learning_rate=2e-3` | completed | 0.8 | 0.9 | 1,000 | 3.5 |" in markdown
     assert markdown.count("★") == 2  # the legend and the best row
+
+
+def test_the_plot_is_drawn_when_jobs_logged_no_loss(sweep_dir):
+    """Jobs refused or still starting have no TensorBoard directory: no curve, and no error."""
+    target = sweep_dir / "summary.png"
+    plot_loss_curves(write_summary(sweep_dir, "eval_loss", "min"), target)
+    assert target.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_failed_job_is_a_nan_objective_for_sweepers():

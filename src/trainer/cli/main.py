@@ -38,9 +38,19 @@ def config_dir() -> str:
 register_schema()
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-@exit_on_error()
-def run(cfg: DictConfig) -> float:
+def run_task(cfg: DictConfig) -> float:
+    """Hydra's task function: a plain module-level function, so that a launcher running jobs in
+    other processes (joblib's loky) pickles it by reference (the worker imports this module)."""
+    with exit_on_error():
+        return run_configured_job(cfg)
+
+
+# What `run_task` would be called if Hydra's decorator did not take its name: two objects under
+# one qualified name make pickle (and cloudpickle) refuse the task.
+run = hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")(run_task)
+
+
+def run_configured_job(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     rank = LaunchedRank.from_environment(os.environ)
     # First of all: the other ranks wait for it before their Hydra starts.

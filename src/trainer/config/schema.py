@@ -30,6 +30,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 PREVIEW_BACKENDS = ("none", "local", "remote")
 REMOTE_PROTOCOLS = ("openai", "generate")
 PEFT_METHODS = ("none", "lora", "qlora")
+FUSED_LOSSES = ("none", "liger", "cce")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
 SWEEP_MODES = ("min", "max")
@@ -206,7 +207,8 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainConfig:
     """The optimisation loop, handed to transformers' `TrainingArguments` under the same names
-    unless noted (keep_best and final_model are trainer's own). Defaults suit the tiny model's short run; "HF default" marks where they differ."""
+    unless noted (loss_chunk_size, fused_loss, keep_best and final_model are trainer's own).
+    Defaults suit the tiny model's short run; "HF default" marks where they differ."""
 
     # Peak learning rate; high for the tiny model: ~1e-5..2e-4 for real models (higher with LoRA).
     # HF default: 5e-5.
@@ -250,6 +252,15 @@ class TrainConfig:
     # Faster steps after a slow first compile (minutes on CPU); each new padded length recompiles,
     # none with data.tokens_per_batch.
     torch_compile: bool = False
+    # The loss from the hidden states, this many labelled positions at a time: at most one chunk of
+    # logits (4 bytes x vocabulary per position) exists at once instead of the batch's, which at a
+    # 151,936-token vocabulary is gigabytes. null: the logits of every labelled position at once
+    # (transformers' own loss). Models whose forward transforms the logits (Gemma 2's softcapping)
+    # always use the latter. See README "Large vocabularies".
+    loss_chunk_size: int | None = 256
+    # none | liger | cce: the loss from a fused CUDA kernel instead of chunks (Liger Kernel's fused
+    # linear cross-entropy, pip install 'trainer[liger]'; Apple's Cut Cross-Entropy, 'trainer[cce]').
+    fused_loss: str = "none"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     # Keep the checkpoint of the best evaluation (by early_stopping.metric) beside the newest ones,
     # whatever save_total_limit removes; save_steps must be a multiple of eval_steps.

@@ -24,6 +24,7 @@ from trainer.config.schema import (
     DISTRIBUTED_BACKENDS,
     EVAL_METRIC_PREFIX,
     FINAL_MODEL_CHOICES,
+    FUSED_LOSSES,
     LOG_LEVELS,
     MIN_TREND_POINTS,
     MODEL_SOURCES,
@@ -98,6 +99,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *streaming_problems(config),
         *choice_problems(config, facts),
         *train_problems(config),
+        *loss_problems(config, facts),
         *monitoring_problems(config),
         *logger_problems(config.logger),
         *precision_problems(config.precision.name, facts),
@@ -384,6 +386,36 @@ def evaluation_problems(config: TrainerConfig, facts: Facts) -> list[str]:
             f"{train.save_steps} must be a multiple of train.eval_steps={train.eval_steps}"
         )
     return problems
+
+
+# train.fused_loss -> (the module it imports, the extra that installs it).
+FUSED_LOSS_PACKAGES = {"liger": ("liger_kernel", "liger"), "cce": ("cut_cross_entropy", "cce")}
+
+
+def loss_problems(config: TrainerConfig, facts: Facts) -> list[str]:
+    train = config.train
+    if train.loss_chunk_size is not None and train.loss_chunk_size <= 0:
+        return [
+            f"train.loss_chunk_size must be > 0 positions, or null for the unchunked loss (got {train.loss_chunk_size})"
+        ]
+    if train.fused_loss not in FUSED_LOSSES:
+        return [f"train.fused_loss={train.fused_loss} is unknown; choose one of {', '.join(FUSED_LOSSES)}"]
+    if train.fused_loss == "none":
+        return []
+    module, extra = FUSED_LOSS_PACKAGES[train.fused_loss]
+    if config.distributed.strategy == "fsdp" or config.distributed.deepspeed is not None:
+        return [
+            f"train.fused_loss={train.fused_loss} needs the output head's weight whole, which FSDP and DeepSpeed "
+            "shard; use train.fused_loss=none"
+        ]
+    if not facts.cuda:
+        return [
+            f"train.fused_loss={train.fused_loss} needs a CUDA GPU and none is available; use train.fused_loss=none "
+            "(the chunked loss, train.loss_chunk_size)"
+        ]
+    if importlib.util.find_spec(module) is None:
+        return [f"train.fused_loss={train.fused_loss} needs the {module} package: pip install 'trainer[{extra}]'"]
+    return []
 
 
 def monitoring_problems(config: TrainerConfig) -> list[str]:

@@ -85,10 +85,23 @@ def predicts_a_label(labels: torch.Tensor) -> torch.Tensor:
     return keep
 
 
+def next_token_targets(labels: torch.Tensor) -> torch.Tensor:
+    """The labels that follow each position `predicts_a_label` kept, in the same order."""
+    following = labels[..., 1:]
+    return following[following != IGNORE_INDEX]
+
+
+def token_mean(
+    summed: torch.Tensor, targets: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
+) -> torch.Tensor:
+    """The summed loss as a mean over the accumulated batch's labelled tokens (the Trainer's
+    `num_items_in_batch`), or over this batch's when there is no count (evaluation)."""
+    return summed / (num_items_in_batch if num_items_in_batch is not None else targets.numel())
+
+
 def packed_causal_lm_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None):
     """Token-mean cross-entropy over the accumulated batch, from logits computed only at the
     positions `predicts_a_label` kept (in order); the `compute_loss_func` of the Trainer."""
-    targets = labels[..., 1:][labels[..., 1:] != IGNORE_INDEX]
+    targets = next_token_targets(labels)
     logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
-    summed = F.cross_entropy(logits, targets, reduction="sum")
-    return summed / (num_items_in_batch if num_items_in_batch is not None else targets.numel())
+    return token_mean(F.cross_entropy(logits, targets, reduction="sum"), targets, num_items_in_batch)

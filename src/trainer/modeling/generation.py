@@ -23,6 +23,11 @@ class Generation:
     tokens_generated: int
     seconds: float
     prompt_tokens: int
+    # The generated token ids (special tokens included), which `text` decodes.
+    token_ids: tuple[int, ...] = ()
+    # With `keep_logits`: the model's raw logits (before any logits processor, temperature or
+    # top_p) for each generated token, one row per token.
+    logits: torch.Tensor | None = None
 
 
 def generate_answer(
@@ -35,12 +40,15 @@ def generate_answer(
     seed: int = 0,
     top_p: float | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
+    keep_logits: bool = False,
 ) -> Generation:
     """Continue the rendered `prompt_text`: greedy, or sampled when `temperature` > 0 (seeded).
 
     The model generates in eval mode without gradients and goes back to the mode it was in; the
     global torch RNG streams are forked, so a training run draws the same numbers with or without
-    previews. `top_p` applies to sampling only; `stopping_criteria` may end generation early."""
+    previews. `top_p` applies to sampling only; `stopping_criteria` may end generation early.
+    `keep_logits` keeps one vocabulary-sized row per generated token: memory bounded by
+    `max_new_tokens`."""
     inputs = encode_prompt(tokenizer, prompt_text).to(model.device)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -48,6 +56,8 @@ def generate_answer(
         temperature=temperature if temperature > 0 else None,
         top_p=top_p if temperature > 0 else None,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        return_dict_in_generate=keep_logits,
+        output_logits=keep_logits,
     )
     was_training = model.training
     model.eval()
@@ -65,8 +75,16 @@ def generate_answer(
         model.train(was_training)
     seconds = time.perf_counter() - started
     prompt_tokens = inputs["input_ids"].shape[1]
-    new_tokens = output[0, prompt_tokens:]
-    return Generation(tokenizer.decode(new_tokens, skip_special_tokens=True), len(new_tokens), seconds, prompt_tokens)
+    sequences = output.sequences if keep_logits else output
+    new_tokens = sequences[0, prompt_tokens:]
+    return Generation(
+        tokenizer.decode(new_tokens, skip_special_tokens=True),
+        len(new_tokens),
+        seconds,
+        prompt_tokens,
+        tuple(new_tokens.tolist()),
+        torch.cat(output.logits).float() if keep_logits else None,
+    )
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt_text: str) -> BatchEncoding:

@@ -230,3 +230,22 @@ def use_per_example_attention(model: PreTrainedModel) -> None:
     AttentionMaskInterface.register(PER_EXAMPLE_SDPA, per_example_sdpa_mask)
     model.set_attn_implementation(PER_EXAMPLE_SDPA)
     log.info("Packing: %s attention replaced by SDPA per example (no attention across examples)", current)
+    if reason := per_example_attention_inexact(model.config):
+        log.warning(
+            "Packing: SDPA per example leaves out %s: the losses differ from padded batches; "
+            "data.packing=false trains this model exactly",
+            reason,
+        )
+
+
+def per_example_attention_inexact(config: Any) -> str | None:
+    """What of the model's attention SDPA per example does not compute (it is causal and full, no
+    more), or None where packed batches have the losses of padded ones."""
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if layer_types != {"full_attention"}:
+        return f"its {', '.join(sorted(layer_types - {'full_attention'}))} layers"
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return f"its sliding window of {config.sliding_window} tokens"
+    if getattr(config, "attn_logit_softcapping", None):
+        return "its attention softcapping"
+    return None

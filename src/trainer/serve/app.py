@@ -69,6 +69,7 @@ def create_app(models: ModelCache, limits: ServerLimits, token: str | None = Non
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": answer.text},
+                    "logprobs": None if answer.logprobs is None else {"content": answer.logprobs, "refusal": None},
                     "finish_reason": answer.finish_reason,
                 }
             ],

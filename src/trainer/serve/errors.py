@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+# Validation problems that mean "this server does not do that" rather than "a bad value": an
+# unknown parameter, or one the schema accepts only at its neutral value (serve/schemas.py).
+UNSUPPORTED_PROBLEMS = ("extra_forbidden", "unsupported")
 
 
 class ApiError(Exception):
@@ -58,8 +61,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
-        message = "; ".join(f"{field_name(problem)}: {problem['msg']}" for problem in problems)
-        return error_response(400, message, field_name(problems[0]) if problems else None, "invalid_value")
+        message = "; ".join(f"{field_name(problem)}: {problem_message(problem)}" for problem in problems)
+        unsupported = bool(problems) and problems[0].get("type") in UNSUPPORTED_PROBLEMS
+        code = "unsupported_parameter" if unsupported else "invalid_value"
+        return error_response(400, message, field_name(problems[0]) if problems else None, code)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, error: Exception) -> JSONResponse:
@@ -69,6 +74,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, str(error.detail), headers=error.headers)
+
+
+def problem_message(problem: dict[str, Any]) -> str:
+    if problem.get("type") == "extra_forbidden":  # pydantic says "Extra inputs are not permitted"
+        return "this server does not support this parameter"
+    return problem["msg"]
 
 
 def field_name(problem: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jinja2 import TemplateError
@@ -22,7 +23,9 @@ from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 from trainer.modeling.generation import encode_prompt, generate_answer
 from trainer.serve.errors import ApiError
 from trainer.serve.limits import DEFAULT_MAX_TOKENS, ServerLimits
+from trainer.serve.logprobs import token_logprobs
 from trainer.serve.models import ModelCache, ModelNotServedError
+from trainer.serve.stop_strings import StopStrings, stop_position
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ class Job:
     temperature: float
     top_p: float
     seed: int
+    # Generation ends before the first of these in the answer's text (OpenAI's `stop`).
+    stop: tuple[str, ...] = ()
+    # None: no logprobs; k: each answer token's logprob and its k most likely alternatives.
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    # OpenAI's choices[].logprobs.content, when the job asked for it.
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class Stop:
@@ -144,6 +153,9 @@ class GenerationScheduler:
         prompt = job.prompt if isinstance(job.prompt, str) else render_chat(tokenizer, job.prompt)
         prompt_tokens = encode_prompt(tokenizer, prompt)["input_ids"].shape[1]
         max_tokens = self.fit_max_tokens(job.max_tokens, prompt_tokens, context_length(model))
+        criteria = StoppingCriteriaList([StopWhenAsked(stop)])
+        if job.stop:
+            criteria.append(StopStrings(tokenizer, job.stop, prompt_tokens))
         generation = generate_answer(
             model,
             tokenizer,
@@ -152,15 +164,26 @@ class GenerationScheduler:
             job.temperature,
             seed=job.seed,
             top_p=job.top_p,
-            stopping_criteria=StoppingCriteriaList([StopWhenAsked(stop)]),
+            stopping_criteria=criteria,
+            keep_logits=job.top_logprobs is not None,
         )
         reason = stop.reason()
         if reason is not None:
             log.info("Stopped generating after %d tokens: %s", generation.tokens_generated, reason)
         if stop.server_stopping.is_set():
             raise ApiError(503, "the server is shutting down", code="server_shutting_down")
-        cut = reason is not None or generation.tokens_generated >= max_tokens
-        return Answer(generation.text, prompt_tokens, generation.tokens_generated, "length" if cut else "stop")
+        text, token_ids = generation.text, generation.token_ids
+        if (position := stop_position(text, job.stop)) is not None:
+            text, token_ids = text[:position], tokens_begun_before(tokenizer, token_ids, position)
+            finish_reason = "stop"
+        elif reason is not None or generation.tokens_generated >= max_tokens:
+            finish_reason = "length"
+        else:
+            finish_reason = "stop"
+        logprobs = None
+        if job.top_logprobs is not None:
+            logprobs = token_logprobs(tokenizer, token_ids, generation.logits, job.top_logprobs)
+        return Answer(text, prompt_tokens, generation.tokens_generated, finish_reason, logprobs)
 
     def fit_max_tokens(self, requested: int | None, prompt_tokens: int, context: int | None) -> int:
         """The answer's token budget: as requested (or the default), within the prompt limit and
@@ -185,6 +208,15 @@ class GenerationScheduler:
                 code="context_length_exceeded",
             )
         return requested
+
+
+def tokens_begun_before(tokenizer, token_ids: tuple[int, ...], position: int) -> tuple[int, ...]:
+    """The answer's tokens whose text begins before character `position` of its decoded text: a
+    token holding both the last kept characters and the stop string is the answer's last."""
+    count = 0
+    while count < len(token_ids) and len(tokenizer.decode(token_ids[:count], skip_special_tokens=True)) < position:
+        count += 1
+    return token_ids[:count]
 
 
 def render_chat(tokenizer, messages: list[dict[str, str]]) -> str:

@@ -13,6 +13,8 @@ LOSS_TAG = "train/loss"
 
 
 def loss_curve(tensorboard_dir: Path) -> tuple[list[int], list[float]]:
+    if not tensorboard_dir.is_dir():  # a job refused before it logged (e.g. its config): no curve
+        return [], []
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # Its reader logs each event file it moves to ("Directory watcher advancing ...") at INFO,
