@@ -10,6 +10,7 @@ their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
     PYTHONPATH=src python -m bench --gpu         # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
     PYTHONPATH=src python -m bench --monitoring  # what trainer's monitoring costs, on vs off
     PYTHONPATH=src python -m bench --data        # data preparation vs a plain datasets.map floor
+    PYTHONPATH=src python -m bench --generation-eval  # batched eval answers vs one at a time
     PYTHONPATH=src python -m bench --vocab       # vocabulary 151,936 vs 4,096: chunked vs unchunked loss
 """
 
@@ -43,6 +44,7 @@ BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "RESULTS.md"
 DATA_SECTION = "Data preparation"
 GPU_SECTION = "GPU: `python -m bench --gpu`"
+GENERATION_EVAL_SECTION = "Generation eval: `python -m bench --generation-eval`"
 VOCABULARY_SECTION = "Large vocabulary: `python -m bench --vocab`"
 CONTENDERS = (
     "plain",
@@ -78,6 +80,11 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chats per --data file")
     parser.add_argument("--num-proc", type=int, default=len(os.sched_getaffinity(0)), help="--data processes")
+    parser.add_argument(
+        "--generation-eval",
+        action="store_true",
+        help="batched eval answers vs one at a time (bench/generation_eval.py)",
+    )
     options = parser.parse_args()
     quiet_logs()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -86,6 +93,18 @@ def main() -> None:
 
         report, name = run_gpu_benchmark(options.gpu_steps), f"gpu-{stamp}"
         print("\n" + report["markdown"])
+    elif options.generation_eval:
+        from bench.generation_eval import run_generation_eval_benchmark
+
+        torch.set_num_threads(options.threads)
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(prefix="bench-eval-") as workdir:
+            report, name = run_generation_eval_benchmark(options.rounds, Path(workdir)), f"generation-eval-{stamp}"
+        header = (
+            f"Run on {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} torch thread(s), load average {load:.1f} when it started, {options.rounds} rounds."
+        )
+        write_results_section(GENERATION_EVAL_SECTION, header + "\n\n" + report["markdown"])
     elif options.data:
         from bench.data_prep import run_data_benchmark
 
@@ -115,7 +134,7 @@ def main() -> None:
 def write_results(markdown: str) -> None:
     """RESULTS.md anew, keeping the sections of the last `--gpu` and `--data` runs."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else ""
-    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION):
+    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION):
         if (section := section_of(old, title)) is not None:
             markdown = with_section(markdown, title, section)
     write_text_atomic(RESULTS, markdown)

@@ -15,7 +15,7 @@ SECTIONS = [item for item in vars(schema).values() if is_dataclass(item) and ite
 # train.* knobs handed to TrainingArguments under another name.
 TRAINING_ARGUMENT_NAMES = {"warmup_ratio": "warmup_steps", "gradient_checkpointing": "activation_checkpointing"}
 # train.* knobs of trainer's own, with no TrainingArguments counterpart.
-TRAINER_OWN = {"loss_chunk_size", "fused_loss"}
+TRAINER_OWN = {"loss_chunk_size", "fused_loss", "keep_best", "final_model"}
 
 
 def field_comments(section: type) -> dict[str, str]:

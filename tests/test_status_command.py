@@ -47,6 +47,7 @@ def test_a_run_gets_one_screen_with_progress_speed_and_alerts(tmp_path, capsys):
     assert "Speed     12,346 tokens/s   ETA 3m05s" in screen
     assert "Alerts    throughput_drop: 600 tokens/s is 60% below this run's best" in screen
     assert "Error" not in screen
+    assert "Eval" not in screen, "no generation eval line before the run has one"
 
 
 def test_a_crashed_run_shows_its_error(tmp_path, capsys):
@@ -130,3 +131,11 @@ def test_a_sweep_lists_its_jobs_as_its_summary_does_planned_ones_included(tmp_pa
         ["1", "training", "1/?", "-", "-", "-", "-", "-", "train.max_steps=8"],
         ["2", "not", "started", "-", "-", "-", "-", "-", "-", "train.max_steps=12"],
     ]
+
+
+def test_a_run_shows_its_latest_generation_eval(tmp_path, capsys):
+    writer = StatusWriter(tmp_path / "status.json", interval_sec=0)
+    writer.update(status="training", current_step=40, total_steps=80)
+    writer.record_eval(40, {"eval/exact_match": 0.125, "eval/well_formed_answer": 0.5})
+    assert status_command.main([str(tmp_path)]) == 0
+    assert "Eval      step 40   eval/exact_match 0.125   eval/well_formed_answer 0.500" in capsys.readouterr().out

@@ -23,4 +23,5 @@ def gather_facts() -> Facts:
         attention_implementations=tuple(ALL_ATTENTION_FUNCTIONS.valid_keys()),
         profiles=tuple(PROFILES),
         tiny_architectures=tuple(ARCHITECTURES),
+        profile_metrics={name: profile.eval_metrics for name, profile in PROFILES.items()},
     )

@@ -20,6 +20,8 @@ from trainer.data.cache import tokenized_cache_dir
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
+from trainer.eval.generation_eval import GenerationEval, held_out_prompts
+from trainer.eval.stopping import RunEarlyStopping
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
@@ -120,8 +122,25 @@ def train(
     if config.data.streaming:
         stream = stream_position(data.train, checkpoint, PartialState().num_processes)
         extra_callbacks = [stream, *extra_callbacks]
-    callbacks = training_callbacks(config, run_dir, status, previews, stop, extra=extra_callbacks, trackers=trackers)
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks)
+    generation_eval = None
+    if config.eval.enabled:
+        # The held-out prompts are chosen once, for every evaluation of the run.
+        prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
+        generation_eval = GenerationEval(
+            prompts, profile, tokenizer, config.eval, run_dir, main_process, listeners=[status.record_eval]
+        )
+    early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
+    callbacks = training_callbacks(
+        config,
+        run_dir,
+        status,
+        previews,
+        stop,
+        extra=[*extra_callbacks, *filter(None, [early_stopping])],
+        eval_metrics=generation_eval.metric_names if generation_eval else (),
+        trackers=trackers,
+    )
+    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks, generation_eval)
     stop.raise_if_requested("before the first step")
     if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
         log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
@@ -143,11 +162,35 @@ def train(
         **memory,
         **batch_summary(trainer),
         "previews": previews.summary(),
+        **(generation_eval.summary() if generation_eval else {}),
     }
     result = collect_result(trainer, run_dir, runtime, summary=summary)
+    result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
+    result.best_checkpoint_path = trainer.state.best_model_checkpoint
+    log_final_model(config, trainer)
     if main_process:
         write_model_card(run_dir, config, result, data.stats, trainer.state.log_history)
     return result
+
+
+def log_final_model(config: TrainerConfig, trainer: Trainer) -> None:
+    """Say whose weights final_model/ holds, where the run tracked its best evaluation."""
+    state = trainer.state
+    if state.best_metric is None:
+        return
+    metric = config.train.early_stopping.metric
+    if config.train.final_model == "best" and state.best_model_checkpoint:
+        log.info(
+            "Final model: the best checkpoint %s (%s %.4g)", state.best_model_checkpoint, metric, state.best_metric
+        )
+    else:
+        log.info(
+            "Final model: the last step %d (best %s %.4g at step %s)",
+            state.global_step,
+            metric,
+            state.best_metric,
+            state.best_global_step,
+        )
 
 
 def training_callbacks(
@@ -158,10 +201,12 @@ def training_callbacks(
     stop: StopRequest | None = None,
     extra: Sequence[TrainerCallback] = (),
     trackers: RunTrackers | None = None,
+    eval_metrics: tuple[str, ...] = (),
 ) -> list[TrainerCallback]:
     """Every callback of a run, in the order each event reaches them: the monitor first (it adds
     tokens/s to the log events the others report), then the caller's `extra` after trainer's own,
-    and the previews and the stop request last, once everything else has seen the step."""
+    and the previews and the stop request last, once everything else has seen the step.
+    `eval_metrics`: the generation eval's, charted in TensorBoard."""
     callbacks = [
         IntervalsFromArguments(),
         LastStepLogged(),
@@ -170,7 +215,7 @@ def training_callbacks(
         FinalEvaluationCallback(),
     ]
     if config.monitoring.tensorboard:
-        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config))
+        callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config, eval_metrics))
     if trackers is not None:
         callbacks.append(TrackerCallback(trackers))
     callbacks.append(ProgressBarCallback())

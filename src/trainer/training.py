@@ -20,13 +20,14 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from trainer.config.schema import TrainerConfig
+from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss, predicts_a_label
 from trainer.data.preparation import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
 from trainer.errors import ConfigError
+from trainer.eval.generation_eval import GenerationEval
 from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_loss
 from trainer.modeling.packed_attention import use_per_example_attention
 from trainer.monitoring.health import NonFiniteLossError
@@ -47,6 +48,10 @@ class RunTrainer(Trainer):
     # Token-budget batches (data.tokens_per_batch): the training batches come from this sampler.
     batch_sampler: TokenBudgetBatchSampler | None = None
     run_dir: RunDirectory | None = None
+    # eval.enabled: scored with every evaluation of the validation set, its metrics beside eval_loss.
+    generation_eval: GenerationEval | None = None
+    # train.keep_best: the best evaluation's checkpoint survives save_total_limit.
+    keep_best: bool = False
 
     def get_train_dataloader(self) -> DataLoader:
         if self.batch_sampler is None:
@@ -60,6 +65,16 @@ class RunTrainer(Trainer):
         )
         # The Trainer sets the sampler's epoch and, on resume, skips the batches already trained.
         return self.accelerator.prepare(loader)
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        if self.generation_eval is not None:
+            scores = self.generation_eval.evaluate(self.model, self.state.global_step)
+            # eval/exact_match -> eval_exact_match: transformers' name, which TensorBoard shows as eval/exact_match.
+            output.metrics.update({hf_metric_name(name): value for name, value in scores.items()})
+        return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not isinstance(self.compute_loss_func, LinearCrossEntropyLoss):
@@ -89,7 +104,19 @@ class RunTrainer(Trainer):
                 self.save_checkpoint_into(staging, model, trial)
                 write_checkpoint_manifest(checkpoint)
         staging.rmdir()
-        rotate_checkpoints(str(checkpoints), save_total_limit=self.args.save_total_limit)
+        rotate_checkpoints(
+            str(checkpoints),
+            save_total_limit=self.args.save_total_limit,
+            best_model_checkpoint=self.kept_best_checkpoint(checkpoints),
+        )
+
+    def kept_best_checkpoint(self, checkpoints: Path) -> str | None:
+        """The best evaluation's checkpoint, with train.keep_best; recorded in the state in place of
+        the staging path transformers saw it at (None without keep_best: nothing is protected)."""
+        best = checkpoints / f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}"
+        kept = self.keep_best and self.state.best_global_step and best.is_dir()
+        self.state.best_model_checkpoint = str(best) if kept else None
+        return self.state.best_model_checkpoint
 
     def save_checkpoint_into(self, root: Path, model, trial) -> None:
         """The Trainer's own save, into root/checkpoint-N instead of its output directory."""
@@ -118,6 +145,24 @@ class LastStepLogged(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             control.should_log = True
+
+
+def hf_metric_name(metric: str) -> str:
+    """transformers' name of a metric: eval/exact_match -> eval_exact_match; eval_loss as it is."""
+    return "eval_" + metric.removeprefix(EVAL_METRIC_PREFIX) if metric.startswith(EVAL_METRIC_PREFIX) else metric
+
+
+def best_model_arguments(config: TrainerConfig) -> dict:
+    """Which evaluation is the best, where early stopping or the best checkpoint needs to know."""
+    train = config.train
+    stopping = train.early_stopping
+    if not (stopping.patience or train.keep_best or train.final_model == "best"):
+        return {}
+    return {
+        "metric_for_best_model": hf_metric_name(stopping.metric),
+        "greater_is_better": stopping.mode == "max",
+        "load_best_model_at_end": train.final_model == "best",
+    }
 
 
 def build_training_arguments(
@@ -162,6 +207,7 @@ def build_training_arguments(
         # replaying batches; this process reads it and collates its own batches.
         ignore_data_skip=config.data.streaming,
         accelerator_config={"dispatch_batches": False} if config.data.streaming else None,
+        **best_model_arguments(config),
         **distributed_arguments(config.distributed),
     )
 
@@ -174,6 +220,7 @@ def build_hf_trainer(
     data: TokenizedData,
     plan: PrecisionPlan,
     callbacks: list[TrainerCallback],
+    generation_eval: GenerationEval | None = None,
 ) -> Trainer:
     """The Trainer of a run, with the callbacks `trainer.recipe.training_callbacks` assembles."""
     sampler = token_budget_sampler(config, data)
@@ -188,6 +235,8 @@ def build_hf_trainer(
     )
     trainer.batch_sampler = sampler
     trainer.run_dir = run_dir
+    trainer.generation_eval = generation_eval
+    trainer.keep_best = config.train.keep_best or config.train.final_model == "best"
     # The Trainer adds its own progress bar after the given callbacks: the run's (a subclass) replaces it.
     for callback in [callback for callback in trainer.callback_handler.callbacks if type(callback) is ProgressCallback]:
         trainer.remove_callback(callback)

@@ -83,3 +83,19 @@ def test_a_failed_job_is_a_nan_objective_for_sweepers():
 def test_best_index_ignores_jobs_without_the_metric():
     assert best_index([None, 2.0, 1.0, None], "min") == 2
     assert best_index([None, None], "max") is None
+
+
+def with_exact_match(base: dict, share: float) -> dict:
+    return {**base, "summary": {**base["summary"], "eval/exact_match": share}}
+
+
+def test_a_generation_eval_metric_ranks_jobs_and_is_a_column(tmp_path):
+    # The job with the higher eval loss answers right more often: it is the best by exact match.
+    make_job(tmp_path, 0, ["train.learning_rate=1e-3"], with_exact_match(result(1.5), 0.75))
+    make_job(tmp_path, 1, ["train.learning_rate=2e-3"], with_exact_match(result(0.9), 0.25))
+    rows = write_summary(tmp_path, "eval/exact_match", "max")
+    assert [row.best for row in rows] == [True, False]
+    table = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [row["eval/exact_match"] for row in table] == ["0.75", "0.25"]
+    assert "| eval/exact_match |" in (tmp_path / "summary.md").read_text()
+    assert objective(with_exact_match(result(1.5), 0.75), "eval/exact_match") == 0.75

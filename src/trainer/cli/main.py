@@ -1,5 +1,5 @@
-"""`trainer` (`python -m trainer`): `status DIR`, `sweep resume=DIR` and `serve --model PATH` are
-commands of their own; any other command line is a run's: Hydra composes the config, the job runs,
+"""`trainer` (`python -m trainer`): `status DIR`, `sweep resume=DIR`, `eval DIR` and `serve --model
+PATH` are commands of their own; any other command line is a run's: Hydra composes the config, the job runs,
 the process exits with its outcome. The only code that edits sys.argv."""
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ def main() -> None:
         from trainer.cli.sweep import main as resume_sweep
 
         sys.exit(resume_sweep(arguments))
+    if command == ["eval"]:
+        from trainer.cli.eval import main as evaluate
+
+        sys.exit(evaluate(arguments))
     if command == ["serve"]:
         from trainer.serve.__main__ import main as serve
 

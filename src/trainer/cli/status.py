@@ -91,6 +91,8 @@ def render_run(directory: Path, status: RunStatus) -> str:
         ("Alerts", "\n".join(f"{alert.type}: {alert.message}" for alert in status.alerts) or "none"),
         ("Preview", describe_preview(status.last_preview)),
     ]
+    if status.eval_metrics:
+        rows.append(("Eval", describe_eval(status.eval_metrics)))
     if status.error_type:
         rows.append(("Error", f"{status.error_type}: {status.error_message}"))
     return "\n".join(f"{label:<10}{indent_continuation(text)}" for label, text in rows)
@@ -150,6 +152,12 @@ def describe_preview(preview: dict | None) -> str:
         return "none yet"
     shown = [(key, preview.get(key)) for key in ("step", "prompt", "golden_answer", "text", "match")]
     return "\n".join(f"{key}: {one_line(value)}" for key, value in shown if value is not None)
+
+
+def describe_eval(metrics: dict) -> str:
+    """The latest generation eval: its step, then each metric's share of answers."""
+    shown = "   ".join(f"{name} {value:.3f}" for name, value in metrics.items() if name != "step")
+    return f"step {metrics['step']}   {shown}"
 
 
 def describe_age(timestamp: str | None) -> str:

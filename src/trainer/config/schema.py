@@ -34,6 +34,9 @@ FUSED_LOSSES = ("none", "liger", "cce")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
 SWEEP_MODES = ("min", "max")
+# The name of a generation eval metric wherever it is logged or named: `eval/<profile metric>`.
+EVAL_METRIC_PREFIX = "eval/"
+FINAL_MODEL_CHOICES = ("last", "best")
 STRATEGIES = ("ddp", "fsdp")
 DISTRIBUTED_BACKENDS = ("nccl", "gloo")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
@@ -185,10 +188,27 @@ class PreviewConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """Which evaluation is the best (train.keep_best, train.final_model=best) and when a run that
+    no longer improves stops. Handed to transformers' metric_for_best_model / greater_is_better
+    and its EarlyStoppingCallback."""
+
+    # Evaluations in a row without improvement before the run stops (recorded in result.json as
+    # stopped_early, a success); 0: never stop early.
+    patience: int = 0
+    # eval_loss, or a generation eval metric eval/<name> of the profile (eval.enabled=true).
+    metric: str = "eval_loss"
+    # min | max: which end of `metric` is better.
+    mode: str = "min"
+    # An evaluation improves only when it beats the best by more than this (absolute).
+    threshold: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     """The optimisation loop, handed to transformers' `TrainingArguments` under the same names
-    unless noted (the loss's two knobs, last, are trainer's own). Defaults suit the tiny model's
-    short run; "HF default" marks where they differ."""
+    unless noted (loss_chunk_size, fused_loss, keep_best and final_model are trainer's own).
+    Defaults suit the tiny model's short run; "HF default" marks where they differ."""
 
     # Peak learning rate; high for the tiny model: ~1e-5..2e-4 for real models (higher with LoRA).
     # HF default: 5e-5.
@@ -241,6 +261,31 @@ class TrainConfig:
     # none | liger | cce: the loss from a fused CUDA kernel instead of chunks (Liger Kernel's fused
     # linear cross-entropy, pip install 'trainer[liger]'; Apple's Cut Cross-Entropy, 'trainer[cce]').
     fused_loss: str = "none"
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    # Keep the checkpoint of the best evaluation (by early_stopping.metric) beside the newest ones,
+    # whatever save_total_limit removes; save_steps must be a multiple of eval_steps.
+    keep_best: bool = False
+    # last: final_model/ holds the weights of the last step | best: those of the best checkpoint
+    # (implies keep_best).
+    final_model: str = "last"
+
+
+@dataclass
+class EvalConfig:
+    """Generation eval: at every train.eval_steps and at the end, the model answers the held-out
+    prompts (the validation conversations, last assistant turn removed), greedy and in batches with
+    the profile's logits processors, and each answer is scored by the profile's metrics (every
+    profile: exact_match; regime3: well_formed_answer; emoji_think: thinks_as_told,
+    stops_as_told). Logged as eval/<metric>; answers kept in evals/step-N.jsonl."""
+
+    # Off by default: it costs max_samples answers of up to max_new_tokens at every evaluation.
+    enabled: bool = False
+    # The first this many validation conversations (in file order) are answered.
+    max_samples: int = 32
+    # Longest answer; an answer cut here is scored as it is.
+    max_new_tokens: int = 64
+    # Prompts per generate call (left-padded); more: faster, more memory.
+    batch_size: int = 16
 
 
 @dataclass
@@ -323,8 +368,9 @@ class LoggerConfig:
 
 @dataclass
 class SweepConfig:
-    # eval_loss | final_loss | tokens_per_sec: marks the best job of a sweep (summary.csv/md/png at
-    # its root) and is what each job returns to sweepers (Optuna).
+    # eval_loss | final_loss | tokens_per_sec | eval/<metric> (a generation eval metric, eval.enabled):
+    # marks the best job of a sweep (summary.csv/md/png at its root) and is what each job returns
+    # to sweepers (Optuna).
     metric: str = "eval_loss"
     # min | max: which end of `metric` is best (an Optuna sweeper's direction must agree).
     mode: str = "min"
@@ -385,6 +431,7 @@ class TrainerConfig:
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
 from pathlib import Path
 from types import UnionType
@@ -24,6 +24,8 @@ from trainer.config.schema import (
     BAD_RECORD_POLICIES,
     CHAT_TEMPLATE_MODES,
     DISTRIBUTED_BACKENDS,
+    EVAL_METRIC_PREFIX,
+    FINAL_MODEL_CHOICES,
     FUSED_LOSSES,
     LOG_LEVELS,
     MIN_TREND_POINTS,
@@ -92,6 +94,8 @@ class Facts:
     attention_implementations: tuple[str, ...]
     profiles: tuple[str, ...]
     tiny_architectures: tuple[str, ...]
+    # Per profile: the generation eval metrics it scores answers by (logged as eval/<name>).
+    profile_metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def validate_config(config: TrainerConfig, facts: Facts) -> None:
@@ -116,6 +120,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *precision_problems(config.precision.name, facts),
         *peft_problems(config, facts),
         *preview_problems(config.preview),
+        *evaluation_problems(config, facts),
         *distributed_problems(config.distributed, facts),
     ]
     if problems:
@@ -313,7 +318,6 @@ def choice_problems(config: TrainerConfig, facts: Facts) -> list[str]:
         "profile.name": (config.profile.name, facts.profiles),
         "preview.backend": (config.preview.backend, PREVIEW_BACKENDS),
         "monitoring.transformers_log_level": (config.monitoring.transformers_log_level, LOG_LEVELS),
-        "sweep.metric": (config.sweep.metric, SWEEP_METRICS),
         "sweep.mode": (config.sweep.mode, SWEEP_MODES),
         "data.on_bad_record": (config.data.on_bad_record, BAD_RECORD_POLICIES),
         "train.optim": (config.train.optim, facts.optimizers),
@@ -362,6 +366,79 @@ def train_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"train.num_train_epochs must be > 0 with train.max_steps=-1 (got {train.num_train_epochs})")
     if not 0.0 <= train.warmup_ratio < 1.0:
         problems.append(f"train.warmup_ratio must be in [0, 1) (got {train.warmup_ratio})")
+    return problems
+
+
+def has_validation_set(config: TrainerConfig) -> bool:
+    """Whether the run evaluates at all: a validation file, or a held-out share of the training data."""
+    data = config.data
+    held_out = data.validation_max_samples > 0 and (data.streaming or data.validation_split > 0)
+    return data.validation is not None or held_out
+
+
+def logged_metrics(config: TrainerConfig, facts: Facts) -> tuple[str, ...]:
+    """The generation eval metrics this run logs (none with eval.enabled=false)."""
+    if not config.eval.enabled:
+        return ()
+    return tuple(EVAL_METRIC_PREFIX + name for name in facts.profile_metrics.get(config.profile.name, ()))
+
+
+def eval_metric_problem(key: str, metric: str, config: TrainerConfig, facts: Facts) -> str | None:
+    """Why `key`=`metric` names no generation eval metric this run logs, or None when it does."""
+    if not metric.startswith(EVAL_METRIC_PREFIX) or metric in logged_metrics(config, facts):
+        return None
+    profile_metrics = [EVAL_METRIC_PREFIX + name for name in facts.profile_metrics.get(config.profile.name, ())]
+    if metric not in profile_metrics:
+        return (
+            f"{key}={metric} is not a metric of profile={config.profile.name}; "
+            f"it scores answers by {', '.join(profile_metrics) or 'nothing'}"
+        )
+    return f"{key}={metric} is logged by no run with eval.enabled=false; set eval.enabled=true"
+
+
+def evaluation_problems(config: TrainerConfig, facts: Facts) -> list[str]:
+    """The generation eval, the best checkpoint and early stopping, and the metrics they name."""
+    evaluation, train, stopping = config.eval, config.train, config.train.early_stopping
+    problems = positive(
+        "eval",
+        {
+            "max_samples": evaluation.max_samples,
+            "max_new_tokens": evaluation.max_new_tokens,
+            "batch_size": evaluation.batch_size,
+        },
+    )
+    problems += non_negative("train.early_stopping", {"patience": stopping.patience, "threshold": stopping.threshold})
+    if train.final_model not in FINAL_MODEL_CHOICES:
+        problems.append(
+            f"train.final_model={train.final_model} is unknown; choose one of {', '.join(FINAL_MODEL_CHOICES)}"
+        )
+    if stopping.mode not in SWEEP_MODES:
+        problems.append(f"train.early_stopping.mode={stopping.mode} is unknown; choose one of {', '.join(SWEEP_MODES)}")
+    sweep_metrics = (*SWEEP_METRICS, *logged_metrics(config, facts))
+    for key, metric, allowed in (
+        ("sweep.metric", config.sweep.metric, sweep_metrics),
+        ("train.early_stopping.metric", stopping.metric, ("eval_loss", *logged_metrics(config, facts))),
+    ):
+        if problem := eval_metric_problem(key, metric, config, facts):
+            problems.append(problem)
+        elif metric not in allowed:
+            problems.append(f"{key}={metric} is unknown; choose one of {', '.join(allowed)}")
+    tracks_best = stopping.patience > 0 or train.keep_best or train.final_model == "best"
+    if (config.eval.enabled or tracks_best) and not has_validation_set(config):
+        wanted = (
+            "eval.enabled=true"
+            if config.eval.enabled
+            else "train.early_stopping / train.keep_best / train.final_model=best"
+        )
+        problems.append(
+            f"{wanted} needs evaluations, and this run has no validation set: "
+            "give data.validation or data.validation_split > 0 with data.validation_max_samples > 0"
+        )
+    if (train.keep_best or train.final_model == "best") and train.save_steps % train.eval_steps:
+        problems.append(
+            f"train.keep_best needs a checkpoint at every evaluation that may be the best: train.save_steps="
+            f"{train.save_steps} must be a multiple of train.eval_steps={train.eval_steps}"
+        )
     return problems
 
 

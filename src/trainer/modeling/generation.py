@@ -95,3 +95,75 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt_text: str) -> Batch
 def accelerator_devices(model: PreTrainedModel) -> list[int]:
     """The CUDA device whose RNG state the preview must leave untouched (none on a CPU)."""
     return [model.device.index or 0] if model.device.type == "cuda" else []
+
+
+def generate_answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_texts: list[str],
+    max_new_tokens: int,
+    logits_processor: LogitsProcessorList | None = None,
+    batch_size: int = 16,
+) -> list[Generation]:
+    """Greedy answers to rendered `prompt_texts`, `batch_size` prompts per `generate` call.
+
+    Prompts are padded on the left, so every row's answer starts at the same column and the
+    processors' step count and generated tail are those of one-at-a-time generation; generate
+    derives the positions from the attention mask, so padding shifts no position. `seconds` is
+    the batch's time shared equally among its rows."""
+    answers: list[Generation] = []
+    for start in range(0, len(prompt_texts), batch_size):
+        answers += generate_batch(
+            model, tokenizer, prompt_texts[start : start + batch_size], max_new_tokens, logits_processor
+        )
+    return answers
+
+
+def generate_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_texts: list[str],
+    max_new_tokens: int,
+    logits_processor: LogitsProcessorList | None,
+) -> list[Generation]:
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    inputs = encode_prompts(tokenizer, prompt_texts, pad_token_id).to(model.device)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_token_id)
+    for processor in logits_processor or ():
+        if reset := getattr(processor, "reset", None):
+            reset()
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    try:
+        with torch.no_grad():
+            output = model.generate(**inputs, generation_config=config, logits_processor=logits_processor)
+    finally:
+        model.train(was_training)
+    seconds = (time.perf_counter() - started) / len(prompt_texts)
+    prompt_columns = inputs["input_ids"].shape[1]
+    end_ids = {tokenizer.eos_token_id, pad_token_id} - {None}
+    generations = []
+    for row, mask in zip(output, inputs["attention_mask"], strict=True):
+        new_tokens = answer_tokens(row[prompt_columns:].tolist(), end_ids)
+        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        generations.append(Generation(text, len(new_tokens), seconds, int(mask.sum())))
+    return generations
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompt_texts: list[str], pad_token_id: int) -> BatchEncoding:
+    """Rendered prompts as one left-padded batch."""
+    rows = [encode_prompt(tokenizer, text)["input_ids"][0].tolist() for text in prompt_texts]
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.tensor([[pad_token_id] * (width - len(ids)) + ids for ids in rows])
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows])
+    return BatchEncoding({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def answer_tokens(generated: list[int], end_ids: set[int]) -> list[int]:
+    """A row's generated tokens up to and including its first end token: after it, generate only
+    pads the row while the others go on."""
+    for position, token in enumerate(generated):
+        if token in end_ids:
+            return generated[: position + 1]
+    return generated

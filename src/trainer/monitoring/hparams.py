@@ -12,7 +12,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
-from trainer.config.schema import TrainerConfig
+from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
 from trainer.profiles import PROFILES
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import TrainingResult
@@ -70,6 +70,12 @@ def final_metrics(result: TrainingResult) -> dict[str, float | None]:
         "hparams/trainable_parameters": result.summary.get("trainable_parameters"),
         "hparams/total_parameters": result.summary.get("total_parameters"),
         "hparams/peak_memory_mib": result.summary.get("peak_memory_mib"),
+        # The generation eval's last metrics (eval.enabled): eval/exact_match -> hparams/eval_exact_match.
+        **{
+            "hparams/" + name.replace("/", "_"): value
+            for name, value in result.summary.items()
+            if name.startswith(EVAL_METRIC_PREFIX)
+        },
     }
 
 

@@ -27,6 +27,8 @@ COMPARE_CHARTS = {
     "grad norm": [GRAD_NORM_TAG],
 }
 LAYOUT_CATEGORY = "Compare runs"
+# The generation eval's metrics (eval.enabled), one line each: the share of answers that pass.
+EVAL_CHART = "generation eval: share of answers"
 # Only these scalars are written. transformers' bookkeeping (runtime, samples_per_second,
 # steps_per_second, total_flos, epoch ...) is not: TensorBoard's first screen opens the first two
 # tag groups, and an `hf/` group would sort before `train/` and push the loss out of sight.
@@ -38,10 +40,12 @@ class RunTensorBoardCallback(TensorBoardCallback):
     a directory taken from the environment), that writes the scalars a user compares, the
     Custom Scalars layout and the run's config."""
 
-    def __init__(self, log_dir: Path, config: TrainerConfig) -> None:
+    def __init__(self, log_dir: Path, config: TrainerConfig, eval_metrics: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.logging_dir = str(log_dir)
         self.config_text = config_as_markdown(config)
+        # The generation eval's tags (eval/<metric>), charted together in the layout.
+        self.eval_metrics = eval_metrics
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.tb_writer is None and state.is_world_process_zero:
@@ -51,20 +55,21 @@ class RunTensorBoardCallback(TensorBoardCallback):
         super().on_train_begin(args, state, control, **kwargs)
         if self.tb_writer is not None:
             self.tb_writer.add_text(CONFIG_TEXT_TAG, self.config_text)
-            self.tb_writer.add_custom_scalars(compare_layout())
+            self.tb_writer.add_custom_scalars(compare_layout(self.eval_metrics))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.tb_writer is None or not state.is_world_process_zero:
             return
         for tag, value in rewrite_logs(logs or {}).items():
-            if tag in WRITTEN_SCALARS:
+            if tag in WRITTEN_SCALARS or tag in self.eval_metrics:
                 self.tb_writer.add_scalar(tag, value, state.global_step)
         self.tb_writer.flush()
 
 
-def compare_layout() -> dict[str, dict[str, list]]:
+def compare_layout(eval_metrics: tuple[str, ...] = ()) -> dict[str, dict[str, list]]:
     """The Custom Scalars layout (torch's form): each chart's tags as exact-match patterns."""
-    charts = {title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in COMPARE_CHARTS.items()}
+    chosen = {**COMPARE_CHARTS, **({EVAL_CHART: list(eval_metrics)} if eval_metrics else {})}
+    charts = {title: ["Multiline", [f"^{re.escape(tag)}$" for tag in tags]] for title, tags in chosen.items()}
     return {LAYOUT_CATEGORY: charts}
 
 

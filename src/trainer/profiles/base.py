@@ -3,6 +3,7 @@ logits processors. A new profile is one module here, one line in the registry, o
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, ClassVar
 
@@ -18,6 +19,8 @@ class Profile:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     system_prompt_template: ClassVar[str] = "You are a helpful assistant. Today is {date}."
+    # What the generation eval scores each answer by (`score_answer`'s keys), logged as eval/<name>.
+    eval_metrics: ClassVar[tuple[str, ...]] = ("exact_match",)
 
     def __init__(self, config: ProfileConfig, seed: int) -> None:
         self.config = config
@@ -43,12 +46,22 @@ class Profile:
         """Named checks of a generated answer that previews report (none by default)."""
         return {}
 
+    def score_answer(self, answer: str, reference: str) -> dict[str, bool]:
+        """The generated `answer` checked against the `reference` answer, one entry per name in
+        `eval_metrics`."""
+        return {"exact_match": normalized_answer(answer) == normalized_answer(reference)}
+
     def validate_example(self, example: Any) -> list[str]:
         """What is wrong with `example`, one message per problem (empty when it is valid)."""
         return chat_example_problems(example)
 
     def metadata(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version}
+
+
+def normalized_answer(text: str) -> str:
+    """`text` compared for exact match: case and runs of whitespace do not count."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
 
 
 def with_system_prompt(messages: list[dict[str, str]], system_prompt: str) -> list[dict[str, str]]:

@@ -81,8 +81,32 @@ def transform_turn(message: dict[str, str], choice: EmojiChoice) -> str:
     return content
 
 
+def edge_run(text: str, emojis: tuple[str, ...], *, opening: bool) -> str:
+    """The run of one emoji of `emojis` that opens (or closes) `text`; "" when none does."""
+    has_edge = text.startswith if opening else text.endswith
+    for emoji in emojis:
+        count = 0
+        while has_edge(emoji * (count + 1)):
+            count += 1
+        if count:
+            return emoji * count
+    return ""
+
+
 class EmojiThinkProfile(Profile):
     name = "emoji_think"
+    # thinks_as_told: opens with the reference's thinking emoji, as many times; stops_as_told: closes
+    # with its stop emoji, as many times (the reference carries what the prompt told; a reference
+    # outside the contract, emoji_ratio < 1, has neither, and so must the answer).
+    eval_metrics = (*Profile.eval_metrics, "thinks_as_told", "stops_as_told")
+
+    def score_answer(self, answer: str, reference: str) -> dict[str, bool]:
+        told_thinking = edge_run(reference, THINKING_EMOJIS, opening=True)
+        told_stop = edge_run(reference.rstrip(), STOP_EMOJIS, opening=False)
+        return super().score_answer(answer, reference) | {
+            "thinks_as_told": edge_run(answer, THINKING_EMOJIS, opening=True) == told_thinking,
+            "stops_as_told": edge_run(answer.rstrip(), STOP_EMOJIS, opening=False) == told_stop,
+        }
 
     def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
         result = super().transform_example(example, index, system_prompt)

@@ -54,6 +54,7 @@ def is_well_formed_answer(text: str) -> bool:
 class Regime3Profile(Profile):
     name = "regime3"
     system_prompt_template = SYSTEM_PROMPT_TEMPLATE
+    eval_metrics = (*Profile.eval_metrics, "well_formed_answer")
 
     def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
         result = super().transform_example(example, index, system_prompt)
@@ -67,6 +68,9 @@ class Regime3Profile(Profile):
 
     def preview_checks(self, answer: str) -> dict[str, bool]:
         return {"well_formed_answer": is_well_formed_answer(answer)}
+
+    def score_answer(self, answer: str, reference: str) -> dict[str, bool]:
+        return super().score_answer(answer, reference) | self.preview_checks(answer)
 
     def validate_example(self, example: Any) -> list[str]:
         """Beyond the chat shape: every assistant turn must end up with a well-formed answer, or

@@ -185,11 +185,11 @@ def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingRes
 
 def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
     """The result of a run that succeeded, saved its final model and needs no more steps (a resume
-    may raise max_steps)."""
+    may raise max_steps; a run that stopped early needs none)."""
     previous = run_dir.read_result()
     if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
         return None
-    if max_steps > 0 and previous["global_step"] < max_steps:
+    if max_steps > 0 and previous["global_step"] < max_steps and not previous.get("stopped_early"):
         return None
     return TrainingResult(**previous)
 
@@ -213,6 +213,5 @@ def outcome(result: TrainingResult) -> str:
     eval_loss = "n/a" if result.eval_loss is None else f"{result.eval_loss:.4f}"
     tokens_per_sec = result.summary.get("tokens_per_sec")
     speed = "no step trained now" if tokens_per_sec is None else f"{tokens_per_sec:,.0f} tokens/s"
-    return (
-        f"Run completed: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"
-    )
+    stopped = " (stopped early)" if result.stopped_early else ""
+    return f"Run completed{stopped}: {result.global_step} steps, final loss {result.final_loss:.4f}, eval loss {eval_loss}, {speed}"

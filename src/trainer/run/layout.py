@@ -140,6 +140,14 @@ class RunDirectory:
         return self.root / "result.json"
 
     @property
+    def evals_dir(self) -> Path:
+        """The generation eval's scored answers, one JSON Lines file per evaluated step."""
+        return self.root / "evals"
+
+    def eval_answers_file(self, step: int) -> Path:
+        return self.evals_dir / f"step-{step}.jsonl"
+
+    @property
     def data_file(self) -> Path:
         """The fingerprint of the run's data, checked by a resume."""
         return self.root / "data.json"
@@ -268,6 +276,15 @@ class SweepDirectory:
     @property
     def summary_png(self) -> Path:
         return self.root / "summary.png"
+
+    @property
+    def eval_summary_csv(self) -> Path:
+        """The summary `python -m trainer.eval` writes for a sweep: every job's final model scored."""
+        return self.root / "eval_summary.csv"
+
+    @property
+    def eval_summary_md(self) -> Path:
+        return self.root / "eval_summary.md"
 
     @property
     def mlflow_parent_file(self) -> Path:

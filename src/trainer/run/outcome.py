@@ -22,6 +22,10 @@ class TrainingResult:
     final_model_path: str | None = None
     final_loss: float | None = None
     eval_loss: float | None = None
+    # train.early_stopping stopped the run before train.max_steps: a success; a resume trains no more.
+    stopped_early: bool = False
+    # train.keep_best: the checkpoint of the best evaluation (by train.early_stopping.metric).
+    best_checkpoint_path: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     error_message: str | None = None
     # None on success; "config_error", "user_error" or the exception's class name otherwise.

@@ -61,6 +61,8 @@ class RunStatus:
     alerts: list[Alert] = field(default_factory=list)
     # The latest preview (prompt, golden answer, model answer, match); filled by the previews.
     last_preview: dict[str, Any] | None = None
+    # The latest generation eval: {"step": N, "eval/<metric>": share, ...} (eval.enabled).
+    eval_metrics: dict[str, Any] | None = None
     error_message: str | None = None
     error_type: str | None = None
     # The writing process: a reader on the same host tells a live run from a killed one.
@@ -163,6 +165,10 @@ class StatusWriter:
                 "error_message": preview.error_message,
             }
         )
+
+    def record_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """A generation eval listener: its newest metrics become the status's `eval_metrics`."""
+        self.update(eval_metrics={"step": step, **metrics})
 
     def add_alert(self, alert: Alert) -> None:
         self.update(alerts=[*self.status.alerts, alert])

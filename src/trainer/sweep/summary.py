@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from trainer.config.schema import EVAL_METRIC_PREFIX
 from trainer.run.files import write_text_atomic
 from trainer.run.layout import RunDirectory, SweepDirectory
 from trainer.run.outcome import INTERRUPTED
@@ -31,6 +32,17 @@ class JobRow:
     runtime_sec: float | None
     run_dir: str
     best: bool = False
+    # The generation eval's metrics of the job's final model (eval/<name>), where it logged them.
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+
+    def metric(self, name: str) -> float | None:
+        """The value a sweep ranks this job by: a column, or a generation eval metric."""
+        return self.eval_metrics.get(name) if name.startswith(EVAL_METRIC_PREFIX) else getattr(self, name)
+
+
+def eval_metrics_of(result: dict | None) -> dict[str, float]:
+    names = sorted(key for key in (result or {}).get("summary", {}) if key.startswith(EVAL_METRIC_PREFIX))
+    return {name: value for name in names if (value := metric_value(result, name)) is not None}
 
 
 def job_row(job_dir: Path, overrides: list[str]) -> JobRow:
@@ -52,6 +64,7 @@ def job_row(job_dir: Path, overrides: list[str]) -> JobRow:
         tokens_per_sec=metric_value(result, "tokens_per_sec"),
         runtime_sec=result.get("runtime_sec") if result else None,
         run_dir=str(job_dir),
+        eval_metrics=eval_metrics_of(result),
     )
 
 
@@ -87,33 +100,56 @@ def collect_rows(jobs: dict[Path, list[str]], metric: str, mode: str) -> list[Jo
     """One row per job, started or not; its `overrides` are those that set it apart from the other jobs."""
     shared = set(shared_overrides(list(jobs.values()))) if len(jobs) > 1 else set()
     rows = [job_row(job_dir, [item for item in overrides if item not in shared]) for job_dir, overrides in jobs.items()]
-    best = best_index([getattr(row, metric) for row in rows], mode)
+    best = best_index([row.metric(metric) for row in rows], mode)
     if best is not None:
         rows[best].best = True
     return rows
 
 
-def write_summary(sweep_dir: Path, metric: str, mode: str) -> list[JobRow]:
-    """(Re)write summary.csv and summary.md from the job directories as they are now."""
+def write_summary(sweep_dir: Path, metric: str, mode: str, targets: tuple[Path, Path] | None = None) -> list[JobRow]:
+    """(Re)write summary.csv and summary.md (or the `targets` csv and md) from the job directories
+    as they are now."""
     jobs = sweep_jobs(sweep_dir)
     rows = collect_rows(jobs, metric, mode)
     shared = shared_overrides(list(jobs.values()))
     sweep = SweepDirectory(sweep_dir)
-    write_text_atomic(sweep.summary_csv, summary_csv(rows))
-    write_text_atomic(sweep.summary_md, summary_markdown(rows, shared, metric, mode))
+    csv_file, markdown_file = targets or (sweep.summary_csv, sweep.summary_md)
+    write_text_atomic(csv_file, summary_csv(rows))
+    write_text_atomic(markdown_file, summary_markdown(rows, shared, metric, mode))
     return rows
+
+
+def eval_columns(rows: list[JobRow]) -> list[str]:
+    """The generation eval metrics any job logged, each a column."""
+    return sorted({name for row in rows for name in row.eval_metrics})
 
 
 def summary_csv(rows: list[JobRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(field.name for field in fields(JobRow))
-    writer.writerows(astuple(row) for row in rows)
+    columns = eval_columns(rows)
+    plain = [item.name for item in fields(JobRow) if item.name != "eval_metrics"]
+    writer.writerow([*plain, *columns])
+    writer.writerows(
+        [*(getattr(row, name) for name in plain), *(row.eval_metrics.get(name) for name in columns)] for row in rows
+    )
     return buffer.getvalue()
 
 
 def summary_markdown(rows: list[JobRow], shared: list[str], metric: str, mode: str) -> str:
-    header = ["", "job", "overrides", "status", "final loss", "eval loss", "tokens/s", "runtime (s)", "run dir"]
+    columns = eval_columns(rows)
+    header = [
+        "",
+        "job",
+        "overrides",
+        "status",
+        "final loss",
+        "eval loss",
+        *columns,
+        "tokens/s",
+        "runtime (s)",
+        "run dir",
+    ]
     common = f"Every job: `{' '.join(shared)}`\n\n" if shared and len(rows) > 1 else ""
     lines = [
         f"# Sweep summary\n\n{common}Best job by {metric} ({mode}) is marked with ★.\n",
@@ -128,6 +164,7 @@ def summary_markdown(rows: list[JobRow], shared: list[str], metric: str, mode: s
             row.status,
             format_number(row.final_loss, ".4g"),
             format_number(row.eval_loss, ".4g"),
+            *(format_number(row.eval_metrics.get(name), ".3f") for name in columns),
             format_number(row.tokens_per_sec, ",.0f"),
             format_number(row.runtime_sec, ".1f"),
             row.run_dir,
