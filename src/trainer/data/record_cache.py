@@ -31,6 +31,7 @@ from trainer.run.files import staged_directory, write_json_atomic
 log = logging.getLogger(__name__)
 
 RECORDS_DIR = "records"
+DIGESTS_DIR = "digests"
 TABLE_FILE = "records.arrow"
 SUMMARY_FILE = "records.json"
 SAMPLES = 64
@@ -69,6 +70,18 @@ def sampled_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def remembered_sha256(cache_dir: Path, path: Path, compute: Callable[[], str]) -> str:
+    """`compute()`, the full content digest of `path`, remembered in `cache_dir` under the quick
+    fingerprint of `path`: computed again only once the file has changed."""
+    memo = cache_dir.expanduser() / DIGESTS_DIR / f"{cache_key(fingerprint=quick_fingerprint(path))}.json"
+    if memo.is_file():
+        return json.loads(memo.read_text(encoding="utf-8"))["sha256"]
+    digest = compute()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(memo, {"sha256": digest, "path": str(path.resolve())})
+    return digest
+
+
 def cached_checked_table(
     cache_dir: Path,
     source: Path,
@@ -91,7 +104,9 @@ def cached_checked_table(
         if (found := load_checked_table(entry)) is not None:
             log.info("%s: checked records read from the cache (the file is unchanged): %s", source, entry)
             if skipped := found[1]:
-                log.warning("Skipped %d bad records of %s (data.on_bad_record=skip), as when it was read", skipped, source)
+                log.warning(
+                    "Skipped %d bad records of %s (data.on_bad_record=skip), as when it was read", skipped, source
+                )
             return found
         # A directory there without its summary is no entry of ours: never read, replaced.
         shutil.rmtree(entry, ignore_errors=True)
