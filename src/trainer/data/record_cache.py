@@ -102,7 +102,7 @@ def cached_checked_table(
     entry = cache_dir.expanduser() / RECORDS_DIR / key
     with exclusive(entry):
         if (found := load_checked_table(entry)) is not None:
-            log.info("%s: checked records read from the cache (the file is unchanged): %s", source, entry)
+            log.info("%s is unchanged: its checked records are reused from %s", source, entry)
             if skipped := found[1]:
                 log.warning(
                     "Skipped %d bad records of %s (data.on_bad_record=skip), as when it was read", skipped, source
