@@ -121,15 +121,24 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
         raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
-    order = numpy.arange(len(train))
-    random.Random(seed).shuffle(order)
-    held_out = numpy.zeros(len(train), dtype=bool)
-    held_out[order[:count]] = True
+    held_out = held_out_mask(len(train), count, seed)
     return RecordSplit(
         train=train.select(numpy.flatnonzero(~held_out)),
         validation=train.select(numpy.flatnonzero(held_out)),
         skipped=skipped,
     )
+
+
+def held_out_mask(size: int, count: int, seed: int) -> numpy.ndarray:
+    """Which of `size` records the seeded validation split holds out: `count` of them, none
+    without a shuffle of all of them when `count` is 0."""
+    held_out = numpy.zeros(size, dtype=bool)
+    if count:
+        # A list, not an array: the shuffle swaps elements one at a time, far cheaper in a list.
+        order = list(range(size))
+        random.Random(seed).shuffle(order)
+        held_out[order[:count]] = True
+    return held_out
 
 
 def checked_table(
