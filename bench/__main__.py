@@ -12,6 +12,7 @@ their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
     PYTHONPATH=src python -m bench --data        # data preparation vs a plain datasets.map floor
     PYTHONPATH=src python -m bench --generation-eval  # batched eval answers vs one at a time
     PYTHONPATH=src python -m bench --vocab       # vocabulary 151,936 vs 4,096: chunked vs unchunked loss
+    PYTHONPATH=src python -m bench --data --conversations 10000 100000 1000000  # first and cached runs at scale
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from trainer.run.files import write_json_atomic, write_text_atomic
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "RESULTS.md"
 DATA_SECTION = "Data preparation"
+SCALE_SECTION = "Data at scale: first and cached runs"
 GPU_SECTION = "GPU: `python -m bench --gpu`"
 GENERATION_EVAL_SECTION = "Generation eval: `python -m bench --generation-eval`"
 VOCABULARY_SECTION = "Large vocabulary: `python -m bench --vocab`"
@@ -79,6 +81,12 @@ def main() -> None:
         help="vocabulary 151,936 vs 4,096, chunked vs unchunked loss (bench/vocabulary.py)",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="chats per --data file")
+    parser.add_argument(
+        "--conversations",
+        type=int,
+        nargs="+",
+        help="with --data: a first and a cached `python -m trainer` run on this many conversations (bench/data_scale.py)",
+    )
     parser.add_argument("--num-proc", type=int, default=len(os.sched_getaffinity(0)), help="--data processes")
     parser.add_argument(
         "--generation-eval",
@@ -105,6 +113,13 @@ def main() -> None:
             f"{torch.get_num_threads()} torch thread(s), load average {load:.1f} when it started, {options.rounds} rounds."
         )
         write_results_section(GENERATION_EVAL_SECTION, header + "\n\n" + report["markdown"])
+    elif options.data and options.conversations:
+        from bench.data_scale import run_scale_benchmark
+
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
+            report = run_scale_benchmark(sorted(options.conversations), Path(workdir))
+        name = f"data-scale-{stamp}"
+        write_results_section(SCALE_SECTION, report["markdown"])
     elif options.data:
         from bench.data_prep import run_data_benchmark
 
@@ -134,7 +149,7 @@ def main() -> None:
 def write_results(markdown: str) -> None:
     """RESULTS.md anew, keeping the sections of the last `--gpu` and `--data` runs."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else ""
-    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION):
+    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION, SCALE_SECTION):
         if (section := section_of(old, title)) is not None:
             markdown = with_section(markdown, title, section)
     write_text_atomic(RESULTS, markdown)

@@ -22,7 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss, predicts_a_label
-from trainer.data.preparation import TokenizedData
+from trainer.data.preparation import TokenizedData, example_lengths
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
@@ -255,7 +255,7 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
         problems.append(f"data.tokens_per_batch={budget} must be at least data.max_length={config.data.max_length}")
     if problems:
         raise ConfigError(problems)
-    return TokenBudgetBatchSampler([len(ids) for ids in data.train["input_ids"]], budget, config.seed)
+    return TokenBudgetBatchSampler(example_lengths(data.train).tolist(), budget, config.seed)
 
 
 def batch_summary(trainer: Trainer) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Record tables' scratch files: beside the tokenized cache, gone with the tables that use them,
-and swept by the next run when a killed process could not remove them."""
+"""Record tables' scratch files: beside the tokenized cache, gone with the tables that use them
+(or once the cache keeps the table), and swept by the next run when a killed process could not
+remove them."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from trainer.data.records import SCRATCH_PREFIX, ScratchDirectory
 from trainer.profiles.plain import PlainProfile
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
-# Reads the sample data with its scratch under argv[1], then dies as `kill -9` would kill it.
+# Reads the sample data with its scratch in the temporary directory, then dies as `kill -9` would.
 KILLED_SCRIPT = """
-import os, signal, sys
+import os, signal
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.preparation import load_record_split
 from trainer.profiles.plain import PlainProfile
-split = load_record_split(DataConfig(cache_dir=sys.argv[1]), PlainProfile(ProfileConfig(), seed=0), seed=0)
+split = load_record_split(DataConfig(cache=False), PlainProfile(ProfileConfig(), seed=0), seed=0)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -30,13 +31,27 @@ def scratch_dirs(parent: Path) -> list[Path]:
     return sorted(parent.glob(f"{SCRATCH_PREFIX}*"))
 
 
-def test_the_records_scratch_lives_in_the_cache_dir_as_long_as_the_split(tmp_path):
-    split = load_record_split(DataConfig(cache_dir=str(tmp_path)), PROFILE, seed=0)
+def temporary_directory(path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+
+
+def test_the_records_scratch_lives_as_long_as_the_split(tmp_path, monkeypatch):
+    temporary_directory(tmp_path, monkeypatch)
+    split = load_record_split(DataConfig(cache=False), PROFILE, seed=0)
     (scratch,) = scratch_dirs(tmp_path)
     assert list(scratch.glob("checked*.arrow")) and not (scratch / "lines.arrow").exists()
     del split
     gc.collect()
     assert not scratch.exists()
+
+
+def test_with_the_cache_the_checked_records_live_in_its_entry_and_no_scratch_is_left(tmp_path):
+    split = load_record_split(DataConfig(cache_dir=str(tmp_path)), PROFILE, seed=0)
+    gc.collect()
+    assert not scratch_dirs(tmp_path) and len(split.train) > 0
+    (entry,) = (path for path in (tmp_path / "records").iterdir() if path.is_dir())
+    assert [Path(file["filename"]).parent for file in split.train.dataset.cache_files] == [entry]
 
 
 def test_with_the_cache_off_the_records_scratch_is_a_temporary_directory(tmp_path, monkeypatch):
@@ -48,12 +63,13 @@ def test_with_the_cache_off_the_records_scratch_is_a_temporary_directory(tmp_pat
     assert len(split.train) > 0
 
 
-def test_the_scratch_a_killed_process_left_is_removed_by_the_next_run(tmp_path):
+def test_the_scratch_a_killed_process_left_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    temporary_directory(tmp_path, monkeypatch)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    killed = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, str(tmp_path)], env=environment, check=False)
+    killed = subprocess.run([sys.executable, "-c", KILLED_SCRIPT], env=environment, check=False)
     assert killed.returncode == -9
     (left,) = scratch_dirs(tmp_path)
-    split = load_record_split(DataConfig(cache_dir=str(tmp_path)), PROFILE, seed=0)
+    split = load_record_split(DataConfig(cache=False), PROFILE, seed=0)
     assert not left.exists() and len(scratch_dirs(tmp_path)) == 1 and len(split.train) > 0
 
 

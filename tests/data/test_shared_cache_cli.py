@@ -7,8 +7,12 @@ import json
 import pytest
 
 from tests.helpers import run_sweep
+from trainer.data.record_cache import DIGESTS_DIR, RECORDS_DIR
 
 pytestmark = pytest.mark.slow
+
+# Checked records and data digests, kept beside the tokenized entries.
+KEPT_BESIDE = (RECORDS_DIR, DIGESTS_DIR)
 
 
 def test_a_three_job_sweep_tokenizes_once_and_the_other_jobs_read_the_cache(model_cache, tmp_path):
@@ -24,7 +28,10 @@ def test_a_three_job_sweep_tokenizes_once_and_the_other_jobs_read_the_cache(mode
     assert [record["read_from_cache"] for record in records] == [False, True, True]
     assert len({record["cache_key"] for record in records}) == 1
     assert records[0]["stats"]["train_examples"] > 0 and records[1]["stats"] == records[0]["stats"]
-    assert [entry.name for entry in cache_dir.iterdir() if entry.is_dir()] == [records[0]["cache_key"]]
+    tokenized = [entry.name for entry in cache_dir.iterdir() if entry.is_dir() and entry.name not in KEPT_BESIDE]
+    assert tokenized == [records[0]["cache_key"]]
+    # The records are read and checked once too: the other jobs reuse them.
+    assert ["its checked records are reused" in log for log in logs] == [False, True, True]
 
 
 def test_with_the_cache_off_a_run_keeps_its_tokenized_data_to_itself(run_cli, tmp_path):

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import DataConfig
+from trainer.data.cache import default_cache_dir
 from trainer.data.loading import resolve_data_path
+from trainer.data.record_cache import remembered_sha256
 from trainer.errors import UserError
 from trainer.run.files import write_json_atomic
 
@@ -27,24 +29,32 @@ def data_files(config: DataConfig) -> list[Path]:
     return paths
 
 
-def fingerprint(path: Path) -> dict[str, Any] | None:
+def fingerprint(path: Path, digests: Path | None = None) -> dict[str, Any] | None:
     """Path, size, mtime and sha256 of a file, or of every file of a directory in name order;
-    None for a path that does not exist."""
+    None for a path that does not exist. With `digests` (a cache directory), the sha256 of a file
+    whose quick fingerprint is unchanged is the one remembered there: a rerun on a file of
+    gigabytes reads 64 blocks of it, not all of it."""
     if not path.exists():
         return None
     files = sorted(item for item in path.rglob("*") if item.is_file()) if path.is_dir() else [path]
+    return {
+        "path": str(path.resolve()),
+        "size": sum(item.stat().st_size for item in files),
+        "mtime": max((item.stat().st_mtime for item in files), default=0.0),
+        "sha256": remembered_sha256(digests, path, lambda: content_sha256(path, files))
+        if digests
+        else content_sha256(path, files),
+    }
+
+
+def content_sha256(path: Path, files: list[Path]) -> str:
     digest = hashlib.sha256()
     for item in files:
         digest.update(str(item.relative_to(path) if path.is_dir() else "").encode())
         with item.open("rb") as file:
             while chunk := file.read(CHUNK):
                 digest.update(chunk)
-    return {
-        "path": str(path.resolve()),
-        "size": sum(item.stat().st_size for item in files),
-        "mtime": max((item.stat().st_mtime for item in files), default=0.0),
-        "sha256": digest.hexdigest(),
-    }
+    return digest.hexdigest()
 
 
 def check_data_unchanged(record: Path, config: DataConfig, resume: bool) -> None:
@@ -68,7 +78,10 @@ def data_changes(
     whose content changed since; a change `data.allow_changed` does not allow is refused (UserError).
     Reads only: a resume is refused before anything is written into the run."""
     # A missing file is left to the data loader, which names it.
-    current = {item["path"]: item for item in map(fingerprint, data_files(config)) if item is not None}
+    digests = (
+        (Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()) if config.cache else None
+    )
+    current = {item["path"]: item for path in data_files(config) if (item := fingerprint(path, digests)) is not None}
     previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
     if previous is None:
         return current, None, []

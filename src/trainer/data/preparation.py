@@ -37,6 +37,7 @@ from trainer.data.cache import (
 )
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import Record, iter_json_lines, iter_records, parse_json_line, resolve_data_path
+from trainer.data.record_cache import cached_checked_table
 from trainer.data.records import (
     CHECKED_FEATURES,
     WRITE_BATCH,
@@ -109,24 +110,35 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     # The tables' files go beside the tokenized cache (a place chosen for its space), or to the
     # temporary directory with the cache off.
     scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
-    train, skipped = checked_table(config.train, profile, config.on_bad_record, config.num_proc, scratch)
+    # With the shared cache, the checked records of an unchanged file are read back from it.
+    cache = scratch if config.cache else None
+    train, skipped = checked_table(config.train, profile, config.on_bad_record, config.num_proc, scratch, cache)
     if config.validation is not None:
         validation, skipped_validation = checked_table(
-            config.validation, profile, config.on_bad_record, config.num_proc, scratch
+            config.validation, profile, config.on_bad_record, config.num_proc, scratch, cache
         )
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
         raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
-    order = numpy.arange(len(train))
-    random.Random(seed).shuffle(order)
-    held_out = numpy.zeros(len(train), dtype=bool)
-    held_out[order[:count]] = True
+    held_out = held_out_mask(len(train), count, seed)
     return RecordSplit(
         train=train.select(numpy.flatnonzero(~held_out)),
         validation=train.select(numpy.flatnonzero(held_out)),
         skipped=skipped,
     )
+
+
+def held_out_mask(size: int, count: int, seed: int) -> numpy.ndarray:
+    """Which of `size` records the seeded validation split holds out: `count` of them, none
+    without a shuffle of all of them when `count` is 0."""
+    held_out = numpy.zeros(size, dtype=bool)
+    if count:
+        # A list, not an array: the shuffle swaps elements one at a time, far cheaper in a list.
+        order = list(range(size))
+        random.Random(seed).shuffle(order)
+        held_out[order[:count]] = True
+    return held_out
 
 
 def checked_table(
@@ -135,12 +147,23 @@ def checked_table(
     on_bad_record: str,
     num_proc: int | None = None,
     scratch_parent: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[RecordTable, int]:
     """The valid records of `path`, as `checked_records` gives them, in an Arrow table in a scratch
     directory under `scratch_parent` (the temporary directory by default). JSON Lines are parsed
     and checked in batches in `num_proc` processes (None: the cores available); other formats,
-    which their readers parse as they read, as they are read."""
+    which their readers parse as they read, as they are read. With `cache_dir`, the table is
+    kept there and read back for as long as the file is unchanged."""
     source = resolve_data_path(path)
+    # Only regular files and directories: a pipe read for its fingerprint would lose its records.
+    if cache_dir is not None and (source.is_file() or source.is_dir()):
+        return cached_checked_table(
+            cache_dir,
+            source,
+            profile,
+            on_bad_record,
+            lambda: checked_table(path, profile, on_bad_record, num_proc, scratch_parent),
+        )
     if source.is_file() and source.suffix == ".jsonl":
         return checked_lines(source, profile, on_bad_record, num_proc, ScratchDirectory(scratch_parent))
     writer = RecordTableWriter(scratch_parent)
@@ -344,6 +367,16 @@ def usable_rows(dataset: Dataset) -> Dataset:
         dataset = dataset.select(numpy.flatnonzero(kept))
     # Entries written before a column existed lack it.
     return dataset.remove_columns([name for name in BOOKKEEPING_COLUMNS if name in dataset.column_names])
+
+
+def example_lengths(dataset: Dataset) -> numpy.ndarray:
+    """The number of tokens of each row of a tokenized set, from the offsets of its input_ids
+    column: not one token is read, whatever the size of the set."""
+    lengths = pyarrow.compute.list_value_length(dataset.data.table.column("input_ids")).to_numpy()
+    # A selection (`Dataset.select`) maps its rows through an indices table instead of copying them.
+    if dataset._indices is not None:
+        lengths = lengths[dataset._indices.column(0).to_numpy()]
+    return lengths
 
 
 def tokenize_records(

@@ -62,13 +62,13 @@ LOCK_FILE = "lock"
 class RecordTable(Sequence[tuple[int, Record]]):
     """(index in its file, record) pairs in an Arrow file; `dataset` is that file, rows selected."""
 
-    def __init__(self, dataset: Dataset, digest: str, owner: RecordTable | ScratchDirectory) -> None:
+    def __init__(self, dataset: Dataset, digest: str, owner: RecordTable | ScratchDirectory | None) -> None:
         self.dataset = dataset
         # A digest of what the rows were read from, taken as it was written (reading the rows
         # back for it would bring the whole file into memory).
         self.digest = digest
         # The table whose file this one's rows select from, or the directory of the file: kept
-        # alive as long as this one.
+        # alive as long as this one. None for a file that outlives the process (a cache entry).
         self.owner = owner
 
     def __len__(self) -> int:
@@ -88,10 +88,21 @@ class RecordTable(Sequence[tuple[int, Record]]):
             for row in zip(*batch.values(), strict=True):
                 yield to_pair(dict(zip(batch, row, strict=True)))
 
+    def release(self) -> None:
+        """Remove the scratch file now, not when the last table reading it is collected: a copy
+        in the cache replaces it. The table is not read afterwards."""
+        if isinstance(self.owner, RecordTable):
+            self.owner.release()
+        elif self.owner is not None:
+            self.owner.remove()
+
     def select(self, positions: Sequence[int] | numpy.ndarray) -> RecordTable:
         positions = numpy.asarray(positions, dtype=numpy.int64)
         digest = hashlib.sha256(self.digest.encode() + positions.tobytes()).hexdigest()
-        return RecordTable(self.dataset.select(positions), digest, owner=self)
+        # Every row in order (no validation split): `Dataset.select` would take seconds at a
+        # million rows to find out, in a Python loop over the positions.
+        every_row = len(positions) == len(self) and bool((positions == numpy.arange(len(self))).all())
+        return RecordTable(self.dataset if every_row else self.dataset.select(positions), digest, owner=self)
 
 
 def to_pair(row: dict) -> tuple[int, Record]:
@@ -124,7 +135,8 @@ class ScratchDirectory:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # Put in place locked: another process never finds this directory's lock free.
         os.rename(self.path / f"{LOCK_FILE}.new", self.path / LOCK_FILE)
-        weakref.finalize(self, remove_scratch, self.path, lock)
+        # Called when this object is collected, or earlier by `RecordTable.release`.
+        self.remove = weakref.finalize(self, remove_scratch, self.path, lock)
 
 
 def remove_scratch(path: Path, lock: int) -> None:

@@ -4,6 +4,8 @@ rendered exactly as training renders them, with the generation prompt added."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
+from itertools import islice
 
 from transformers import PreTrainedTokenizerBase
 
@@ -14,17 +16,30 @@ from trainer.profiles.base import Profile
 
 
 def select_prompts(
-    records: list[tuple[int, Record]],
+    records: Sequence[tuple[int, Record]],
     profile: Profile,
     system_prompt: str,
     tokenizer: PreTrainedTokenizerBase,
     count: int,
     seed: int,
 ) -> list[PreviewPrompt]:
-    """Up to `count` prompts, the same ones on every run with this seed and data."""
-    usable = [(index, record) for index, record in records if has_assistant_turn(record.example)]
-    chosen = sorted(random.Random(seed).sample(usable, min(count, len(usable))), key=lambda item: item[0])
+    """Up to `count` prompts, the same ones on every run with this seed and data. Only the records
+    drawn are read: a million-record table costs `count` rows, not a pass over every one."""
+    drawn = (records[position] for position in seeded_positions(len(records), seed))
+    usable = islice(((index, record) for index, record in drawn if has_assistant_turn(record.example)), count)
+    chosen = sorted(usable, key=lambda item: item[0])
     return [to_prompt(index, record, profile, system_prompt, tokenizer) for index, record in chosen]
+
+
+def seeded_positions(size: int, seed: int) -> Iterator[int]:
+    """Every position of range(size) once, in a seeded random order, drawn as they are asked for:
+    the first few cost a few draws, where a shuffled list would cost the whole range."""
+    rng, drawn = random.Random(seed), set()
+    while len(drawn) < size:
+        position = rng.randrange(size)
+        if position not in drawn:
+            drawn.add(position)
+            yield position
 
 
 def has_assistant_turn(example: dict) -> bool:
