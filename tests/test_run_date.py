@@ -4,6 +4,8 @@ any day."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -20,10 +22,22 @@ ON_ANOTHER_DAY = f"import trainer.config.load as load; load.today = lambda: {ANO
 
 def test_a_command_line_is_dated_today_unless_it_gives_a_date_or_resumes(monkeypatch):
     monkeypatch.setattr(load, "today", lambda: ANOTHER_DAY)
-    assert pin_run_date(["train.max_steps=3"]) == ["train.max_steps=3", f"run.date={ANOTHER_DAY}"]
-    assert pin_run_date(["--multirun", "seed=1,2"]) == ["--multirun", "seed=1,2", f"run.date={ANOTHER_DAY}"]
+    assert pin_run_date(["train.max_steps=3"]) == [f"run.date={ANOTHER_DAY}", "train.max_steps=3"]
+    assert pin_run_date(["--multirun", "seed=1,2"]) == ["--multirun", f"run.date={ANOTHER_DAY}", "seed=1,2"]
+    assert pin_run_date(["--cfg", "job"]) == ["--cfg", "job", f"run.date={ANOTHER_DAY}"]
     assert pin_run_date(["run.date=2026-12-01"]) == ["run.date=2026-12-01"]
     assert pin_run_date(["hydra.run.dir=x", "run.resume=true"]) == ["hydra.run.dir=x", "run.resume=true"]
+
+
+@pytest.mark.parametrize("arguments", [["seed=1", "--cfg", "job"], ["--cfg", "job", "seed=1"], ["--cfg", "job"]])
+def test_the_date_joins_the_overrides_wherever_hydras_flags_stand(arguments):
+    """Hydra's parser takes the overrides as one run of words: a date after a trailing flag would
+    be refused as an unrecognized argument."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "trainer", *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "date: '" in shown.stdout
 
 
 def test_the_calendar_reaches_a_run_only_through_run_date(make_config, monkeypatch):

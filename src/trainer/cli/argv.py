@@ -51,7 +51,13 @@ def pin_run_date(arguments: list[str]) -> list[str]:
     given = any(override_key(argument) == "run.date" for argument in arguments if not argument.startswith("-"))
     if given or "run.resume=true" in arguments or any(flag in arguments for flag in COMPLETION_FLAGS):
         return arguments
-    return [*arguments, f"run.date={load.today()}"]
+    # Beside the other overrides: Hydra's parser takes them as one run of words, before or after its flags.
+    first = next((at for at, argument in enumerate(arguments) if is_override(argument)), len(arguments))
+    return [*arguments[:first], f"run.date={load.today()}", *arguments[first:]]
+
+
+def is_override(argument: str) -> bool:
+    return not argument.startswith("-") and "=" in argument
 
 
 def resume_overrides(directory_key: str, directory: Path) -> list[str]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from trainer.config.load import load_saved_config, to_trainer_config
+from trainer.config.load import dated, load_saved_config, to_trainer_config
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
 from trainer.data.preparation import load_record_split
 from trainer.data.streaming import held_out_split
@@ -73,7 +74,8 @@ def weights_to_evaluate(run_dir: RunDirectory, checkpoint: int | None) -> Evalua
 def evaluate_run(root: Path, checkpoint: int | None = None) -> dict[str, float]:
     """Score one run's final model (or checkpoint-N) on its held-out prompts; the metrics."""
     run_dir = RunDirectory(root)
-    config = saved_run_config(run_dir)
+    # The run's own date ({date} in its system prompt), or today's for a run saved before runs recorded it.
+    config = dated(saved_run_config(run_dir))
     weights = weights_to_evaluate(run_dir, checkpoint)
     # Held while scoring: no run trains in this directory meanwhile, and none starts.
     with run_dir.claim(resume=True):
@@ -81,7 +83,7 @@ def evaluate_run(root: Path, checkpoint: int | None = None) -> dict[str, float]:
         records = (held_out_split if config.data.streaming else load_record_split)(config.data, profile, config.seed)
         model_config = replace(config.model, name=weights.path.name, source="pretrained", path=str(weights.path))
         model, tokenizer, _ = load_model_and_tokenizer(model_config, plan_precision(config.precision.name).model_dtype)
-        system_prompt = profile.render_system_prompt(config.data.system_prompt)
+        system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
         prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
         if not prompts:
             raise UserError(f"{root} has no held-out conversation with an assistant turn to score")
