@@ -33,6 +33,8 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     files = sorted(item for item in path.rglob("*") if item.is_file()) if path.is_dir() else [path]
+    size = sum(item.stat().st_size for item in files)
+    log.info("Fingerprinting the data: hashing %s (%.1f MB)", path, size / 1e6)
     digest = hashlib.sha256()
     for item in files:
         digest.update(str(item.relative_to(path) if path.is_dir() else "").encode())
@@ -41,7 +43,7 @@ def fingerprint(path: Path) -> dict[str, Any] | None:
                 digest.update(chunk)
     return {
         "path": str(path.resolve()),
-        "size": sum(item.stat().st_size for item in files),
+        "size": size,
         "mtime": max((item.stat().st_mtime for item in files), default=0.0),
         "sha256": digest.hexdigest(),
     }

@@ -74,6 +74,11 @@ def run_job(
             # nothing may be written into it.
             log.error("%s", error)
             return failure(error, user_error=True)
+        except RunInterrupted as error:
+            # Stopped while the data's fingerprint was taken: only a new run's directory records it.
+            result = interrupted_result(error, run_dir)
+            log.warning("%s", result.error_message)
+            return record_refusal(run_dir, result)
 
 
 def run_claimed(

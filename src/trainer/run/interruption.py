@@ -1,9 +1,12 @@
 """Graceful stops: the first SIGTERM or SIGINT (a cluster's preemption, Ctrl-C) lets the current
-step finish, saves a checkpoint and ends training; a second SIGINT stops at once."""
+step finish, saves a checkpoint and ends training; a second SIGINT stops at once. Before training
+starts (the data's fingerprint, reading, checking and tokenizing it) there is no step to finish
+and nothing to save: the first signal stops at once."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,23 +29,36 @@ def stop_signal_received() -> bool:
     return bool(RECEIVED)
 
 
-class RunInterrupted(Exception):
-    """Training stopped on SIGTERM/SIGINT; the checkpoint of its last step is on disk."""
+class RunInterrupted(BaseException):
+    """Training stopped on SIGTERM/SIGINT; the checkpoint of its last step is on disk. Raised from
+    the signal handler before training, at any line: like KeyboardInterrupt, no `except Exception`
+    (a logging handler's, a library's) may swallow it."""
 
 
 class StopRequest(TrainerCallback):
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        # Until the first step starts, a signal stops at once (see the module's docstring).
+        self.training = False
+        # Worker processes forked while preparing data inherit the handler, not the job.
+        self.owner = os.getpid()
 
     @property
     def requested(self) -> bool:
         return self.signal_name is not None
 
     def request(self, signum: int, frame: object) -> None:
+        if os.getpid() != self.owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
         RECEIVED.append(self.signal_name)
+        if not self.training:
+            log.warning("%s received before training started: stopping now", self.signal_name)
+            raise RunInterrupted(f"Stopped by {self.signal_name} before training started")
         log.warning(
             "%s received: stopping after this step with a checkpoint (Ctrl-C again stops at once)", self.signal_name
         )
@@ -50,6 +66,9 @@ class StopRequest(TrainerCallback):
     def raise_if_requested(self, when: str) -> None:
         if self.requested:
             raise RunInterrupted(f"Stopped by {self.signal_name} {when}")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.training = True
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:
