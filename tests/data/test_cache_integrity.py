@@ -52,6 +52,7 @@ DAMAGES: list[tuple[str, Callable[[Path], None]]] = [
     ("train.arrow", cut_short),
     ("validation.arrow", remove),
     ("stats.json", overstate_tokens),
+    ("stats.json", remove),
     (CHECKSUMS_FILE, remove),
 ]
 

@@ -157,9 +157,9 @@ def load_cached(
     entry: Path, in_memory: bool = False, verify: bool = True
 ) -> tuple[dict[str, Dataset], dict[str, int]] | None:
     """The datasets (memory-mapped unless `in_memory`) and stats saved in `entry`, or None when
-    nothing complete is there. A set written by several processes is in several files. With
-    `verify`, an entry whose files no longer match their checksums is logged and removed (None)."""
-    if not (entry / STATS_FILE).is_file():
+    nothing is there. A set written by several processes is in several files. With `verify`, an
+    entry whose files differ from those it was written with is logged and removed (None)."""
+    if not entry.is_dir():
         return None
     if verify and (damage := entry_damage(entry)):
         log.warning("The cache entry %s is damaged (%s): removing it and tokenizing again", entry, damage)
