@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import xxhash
 from datasets import Dataset, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
@@ -37,9 +39,9 @@ SPLITS = ("train", "validation")
 SCRATCH_PREFIX = ".work-"
 # Part of every key: entries of an older layout (before checksums.json) are never looked up.
 ENTRY_FORMAT = 2
-# sha256 is hardware-accelerated on current CPUs, the fastest hashlib offers for the entry's tens
-# to hundreds of megabytes.
-CHECKSUM = "sha256"
+# Every entry is hashed on every read: xxh3 (not cryptographic: it guards against damage, not
+# forgery) hashes as fast as memory reads, 3-4x sha256 on the entry's hundreds of megabytes.
+CHECKSUM = "xxh3_128"
 
 
 class CacheDirError(UserError):
@@ -192,28 +194,39 @@ def entry_files(entry: Path) -> list[Path]:
 
 
 def file_summary(file: Path) -> dict[str, Any]:
+    return {"size": file.stat().st_size, CHECKSUM: file_checksum(file)}
+
+
+def file_checksum(file: Path) -> str:
+    """The file's xxh3-128, hashed straight from its memory map (no copy)."""
     with file.open("rb") as opened:
-        return {"size": file.stat().st_size, CHECKSUM: hashlib.file_digest(opened, CHECKSUM).hexdigest()}
+        if not os.fstat(opened.fileno()).st_size:
+            return xxhash.xxh3_128().hexdigest()
+        with mmap.mmap(opened.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return xxhash.xxh3_128(mapped).hexdigest()
 
 
 def entry_damage(entry: Path) -> str | None:
     """What differs in `entry` from the files it was written with (one missing, added, of another
     size or content), or None when it is intact. Sizes are compared first: they cost no reading."""
     try:
-        written = json.loads((entry / CHECKSUMS_FILE).read_text(encoding="utf-8"))
+        written = {
+            name: (item["size"], item[CHECKSUM])
+            for name, item in json.loads((entry / CHECKSUMS_FILE).read_text(encoding="utf-8")).items()
+        }
     except FileNotFoundError:
         return f"no {CHECKSUMS_FILE}"
-    except (OSError, ValueError) as error:
-        return f"{CHECKSUMS_FILE} is unreadable: {error}"
+    except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
+        return f"{CHECKSUMS_FILE} is unreadable: {type(error).__name__}: {error}"
     present = {file.name: file for file in entry_files(entry)}
     if problem := next((f"{name} is missing" for name in written if name not in present), None):
         return problem
     if problem := next((f"{name} was not written with it" for name in present if name not in written), None):
         return problem
-    for name, expected in written.items():
-        if (size := present[name].stat().st_size) != expected["size"]:
-            return f"{name} has {size} bytes, {expected['size']} when written"
-    for name, expected in written.items():
-        if file_summary(present[name])[CHECKSUM] != expected[CHECKSUM]:
+    for name, (size, _) in written.items():
+        if (actual := present[name].stat().st_size) != size:
+            return f"{name} has {actual} bytes, {size} when written"
+    for name, (_, checksum) in written.items():
+        if file_checksum(present[name]) != checksum:
             return f"{name} differs from its checksum"
     return None
