@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.config.schema import ProfileConfig
 from trainer.data.cache import CHECKSUMS_FILE
-from trainer.data.preparation import load_record_split, tokenize_split
-from trainer.modeling.tiny import build_tokenizer
+from trainer.data.preparation import tokenize_split
 from trainer.profiles.plain import PlainProfile
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
@@ -57,34 +56,24 @@ DAMAGES: list[tuple[str, Callable[[Path], None]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return build_tokenizer(512)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return load_record_split(DataConfig(validation_max_samples=8), PROFILE, seed=0)
-
-
 @pytest.mark.parametrize(("name", "damage"), DAMAGES, ids=lambda item: getattr(item, "__name__", str(item)))
-def test_a_damaged_entry_is_named_removed_and_made_again(split, tokenizer, tmp_path, caplog, name, damage):
-    first = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
+def test_a_damaged_entry_is_named_removed_and_made_again(sample_split, tiny_tokenizer, tmp_path, caplog, name, damage):
+    first = tokenize_split(sample_split, PROFILE, "Be brief.", tiny_tokenizer, 64, cache_dir=tmp_path)
     entry, made = first.cache_entry, (first.train["input_ids"], first.validation["labels"], first.stats)
     damage(entry / name)
     with caplog.at_level(logging.WARNING, logger="trainer.data.cache"):
-        again = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
+        again = tokenize_split(sample_split, PROFILE, "Be brief.", tiny_tokenizer, 64, cache_dir=tmp_path)
     assert not again.from_cache and again.cache_entry == entry
     assert (again.train["input_ids"], again.validation["labels"], again.stats) == made
     [warning] = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert str(entry) in warning and name in warning
-    assert tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path).from_cache
+    assert tokenize_split(sample_split, PROFILE, "Be brief.", tiny_tokenizer, 64, cache_dir=tmp_path).from_cache
 
 
-def test_a_file_added_to_an_entry_is_never_read(split, tokenizer, tmp_path):
-    first = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
+def test_a_file_added_to_an_entry_is_never_read(sample_split, tiny_tokenizer, tmp_path):
+    first = tokenize_split(sample_split, PROFILE, "Be brief.", tiny_tokenizer, 64, cache_dir=tmp_path)
     (first.cache_entry / "train-extra.arrow").write_bytes((first.cache_entry / "train.arrow").read_bytes())
-    again = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
+    again = tokenize_split(sample_split, PROFILE, "Be brief.", tiny_tokenizer, 64, cache_dir=tmp_path)
     assert not again.from_cache and len(again.train) == len(first.train)
     assert not (first.cache_entry / "train-extra.arrow").exists()
 

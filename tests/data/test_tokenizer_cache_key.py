@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from trainer.config.schema import DataConfig, ProfileConfig, TinyModelConfig
-from trainer.data.preparation import TokenizedData, load_record_split, tokenize_split
+from trainer.config.schema import ProfileConfig, TinyModelConfig
+from trainer.data.preparation import RecordSplit, TokenizedData, tokenize_split
 from trainer.modeling.tiny import build_model, build_tokenizer
 from trainer.profiles.plain import PlainProfile
 
@@ -72,37 +72,32 @@ IN_PLACE_CHANGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def split():
-    return load_record_split(DataConfig(validation_max_samples=8), PROFILE, seed=0)
-
-
 def save_tokenizer(directory: Path) -> Path:
     build_tokenizer(512).save_pretrained(directory)
     return directory
 
 
-def prepare(directory: Path, split, cache_dir: Path) -> TokenizedData:
+def prepare(directory: Path, split: RecordSplit, cache_dir: Path) -> TokenizedData:
     return tokenize_split(
         split, PROFILE, "Be brief.", AutoTokenizer.from_pretrained(directory), 64, cache_dir=cache_dir
     )
 
 
 @pytest.mark.parametrize("change", IN_PLACE_CHANGES, ids=lambda change: change.__name__)
-def test_a_tokenizer_changed_in_place_gets_a_fresh_cache_entry(split, tmp_path, change):
+def test_a_tokenizer_changed_in_place_gets_a_fresh_cache_entry(sample_split, tmp_path, change):
     directory, cache_dir = save_tokenizer(tmp_path / "tokenizer"), tmp_path / "cache"
-    before = prepare(directory, split, cache_dir)
+    before = prepare(directory, sample_split, cache_dir)
     change(directory)
-    after = prepare(directory, split, cache_dir)
+    after = prepare(directory, sample_split, cache_dir)
     assert not after.from_cache and after.cache_entry != before.cache_entry
     assert after.tokenizer_digest != before.tokenizer_digest
-    assert prepare(directory, split, cache_dir).from_cache
+    assert prepare(directory, sample_split, cache_dir).from_cache
 
 
-def test_one_tokenizer_saved_at_two_paths_shares_one_entry(split, tmp_path):
+def test_one_tokenizer_saved_at_two_paths_shares_one_entry(sample_split, tmp_path):
     first = save_tokenizer(tmp_path / "first")
     second = shutil.copytree(first, tmp_path / "elsewhere" / "second")
-    made, read = prepare(first, split, tmp_path / "cache"), prepare(second, split, tmp_path / "cache")
+    made, read = prepare(first, sample_split, tmp_path / "cache"), prepare(second, sample_split, tmp_path / "cache")
     assert read.from_cache and read.cache_entry == made.cache_entry
     assert read.summary()["tokenizer_digest"] == made.summary()["tokenizer_digest"]
 
