@@ -7,8 +7,11 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import read_json, trainer_command
 from trainer.data.loading import SAMPLE_DATA
+from trainer.run.interruption import RunInterrupted, unmasked_interruption
 from trainer.run.outcome import EXIT_INTERRUPTED
 
 # Blank lines, skipped by the reader: enough bytes that hashing them takes a while.
@@ -46,3 +49,18 @@ def test_sigterm_while_the_data_is_fingerprinted_stops_the_run_before_any_tokeni
     assert result["error_type"] == "interrupted"
     assert result["error_message"].startswith("Stopped by SIGTERM before training started")
     assert not (run_dir / "tokenized.json").exists() and not any(cache_dir.glob("*/stats.json"))
+
+
+def test_a_stop_that_a_librarys_clean_up_replaced_by_its_own_error_is_still_a_stop():
+    """As datasets' map does: its `finally` waits on the worker processes and raises TimeoutError."""
+
+    def map_in_processes() -> None:
+        try:
+            raise RunInterrupted("Stopped by SIGTERM before training started")
+        finally:
+            raise TimeoutError
+
+    with pytest.raises(RunInterrupted, match="Stopped by SIGTERM"), unmasked_interruption():
+        map_in_processes()
+    with pytest.raises(TimeoutError), unmasked_interruption():
+        raise TimeoutError

@@ -27,7 +27,13 @@ from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log
 from trainer.run.files import write_json_atomic
-from trainer.run.interruption import RunInterrupted, StopRequest, graceful_stop, interrupted_result
+from trainer.run.interruption import (
+    RunInterrupted,
+    StopRequest,
+    graceful_stop,
+    interrupted_result,
+    unmasked_interruption,
+)
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import INTERRUPTED, TrainingResult
@@ -99,16 +105,17 @@ def run_claimed(
     started = time.monotonic()
     with isolated_job(), capture_run_log(run_dir.log_file_of(rank)):
         try:
-            result = recipe.train(
-                config,
-                run_dir,
-                status,
-                stop,
-                checkpoint,
-                main_process=main_process,
-                environ=environ,
-                extra_callbacks=callbacks,
-            )
+            with unmasked_interruption():
+                result = recipe.train(
+                    config,
+                    run_dir,
+                    status,
+                    stop,
+                    checkpoint,
+                    main_process=main_process,
+                    environ=environ,
+                    extra_callbacks=callbacks,
+                )
         except NonFiniteLossError as error:
             log.error("%s", error)
             status.add_alert(error.alert)

@@ -93,6 +93,21 @@ def graceful_stop() -> Iterator[StopRequest]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def unmasked_interruption() -> Iterator[None]:
+    """Raise a `RunInterrupted` that a library's clean-up replaced by an error of its own while it
+    propagated (datasets' map waits on its worker processes in a `finally` and raises TimeoutError)."""
+    try:
+        yield
+    except Exception as error:
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, RunInterrupted):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from error
+
+
 def interrupted_result(error: BaseException, run_dir: RunDirectory) -> TrainingResult:
     """A stop on a signal: the steps since the newest checkpoint are all that is lost."""
     checkpoint = run_dir.newest_checkpoint()
