@@ -7,11 +7,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import read_json, trainer_command
 from trainer.data.loading import SAMPLE_DATA
-from trainer.run.interruption import RunInterrupted, unmasked_interruption
+from trainer.run.interruption import RunInterrupted, masked_interruption
 from trainer.run.outcome import EXIT_INTERRUPTED
 
 # Blank lines, skipped by the reader: enough bytes that hashing them takes a while.
@@ -51,16 +49,14 @@ def test_sigterm_while_the_data_is_fingerprinted_stops_the_run_before_any_tokeni
     assert not (run_dir / "tokenized.json").exists() and not any(cache_dir.glob("*/stats.json"))
 
 
-def test_a_stop_that_a_librarys_clean_up_replaced_by_its_own_error_is_still_a_stop():
+def test_a_stop_that_a_librarys_clean_up_replaced_by_its_own_error_is_still_found():
     """As datasets' map does: its `finally` waits on the worker processes and raises TimeoutError."""
-
-    def map_in_processes() -> None:
+    stop = RunInterrupted("Stopped by SIGTERM before training started")
+    try:
         try:
-            raise RunInterrupted("Stopped by SIGTERM before training started")
+            raise stop
         finally:
             raise TimeoutError
-
-    with pytest.raises(RunInterrupted, match="Stopped by SIGTERM"), unmasked_interruption():
-        map_in_processes()
-    with pytest.raises(TimeoutError), unmasked_interruption():
-        raise TimeoutError
+    except TimeoutError as error:
+        assert masked_interruption(error) is stop
+    assert masked_interruption(TimeoutError()) is None

@@ -32,7 +32,7 @@ from trainer.run.interruption import (
     StopRequest,
     graceful_stop,
     interrupted_result,
-    unmasked_interruption,
+    masked_interruption,
 )
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory
@@ -105,17 +105,16 @@ def run_claimed(
     started = time.monotonic()
     with isolated_job(), capture_run_log(run_dir.log_file_of(rank)):
         try:
-            with unmasked_interruption():
-                result = recipe.train(
-                    config,
-                    run_dir,
-                    status,
-                    stop,
-                    checkpoint,
-                    main_process=main_process,
-                    environ=environ,
-                    extra_callbacks=callbacks,
-                )
+            result = recipe.train(
+                config,
+                run_dir,
+                status,
+                stop,
+                checkpoint,
+                main_process=main_process,
+                environ=environ,
+                extra_callbacks=callbacks,
+            )
         except NonFiniteLossError as error:
             log.error("%s", error)
             status.add_alert(error.alert)
@@ -127,14 +126,19 @@ def run_claimed(
             log.error("%s", error)
             result = failure(error, user_error=True)
         except Exception as error:
-            # The console shows this line; the traceback goes to trainer.log only.
-            log.exception(
-                "The run crashed: %s: %s (traceback in %s)",
-                type(error).__name__,
-                first_line(error),
-                run_dir.log_file,
-            )
-            result = failure(error, message=f"{type(error).__name__}: {error}")
+            if (interruption := masked_interruption(error)) is not None:
+                # A library's clean-up raised its own error over the stop (datasets' map: TimeoutError).
+                result = interrupted_result(interruption, run_dir)
+                log.warning("%s", result.error_message)
+            else:
+                # The console shows this line; the traceback goes to trainer.log only.
+                log.exception(
+                    "The run crashed: %s: %s (traceback in %s)",
+                    type(error).__name__,
+                    first_line(error),
+                    run_dir.log_file,
+                )
+                result = failure(error, message=f"{type(error).__name__}: {error}")
         result.runtime_sec = round(time.monotonic() - started, 3)
         if main_process:
             write_json_atomic(run_dir.result_file, result.to_dict())

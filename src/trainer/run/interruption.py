@@ -93,19 +93,14 @@ def graceful_stop() -> Iterator[StopRequest]:
             signal.signal(signum, handler)
 
 
-@contextmanager
-def unmasked_interruption() -> Iterator[None]:
-    """Raise a `RunInterrupted` that a library's clean-up replaced by an error of its own while it
-    propagated (datasets' map waits on its worker processes in a `finally` and raises TimeoutError)."""
-    try:
-        yield
-    except Exception as error:
-        cause: BaseException | None = error
-        while cause is not None and not isinstance(cause, RunInterrupted):
-            cause = cause.__context__
-        if cause is None:
-            raise
-        raise cause from error
+def masked_interruption(error: BaseException) -> RunInterrupted | None:
+    """The `RunInterrupted` that `error` was raised over while it propagated, if any: a library's
+    clean-up can replace the stop by an error of its own (datasets' map waits on its worker
+    processes in a `finally` and raises TimeoutError)."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, RunInterrupted):
+        cause = cause.__context__
+    return cause
 
 
 def interrupted_result(error: BaseException, run_dir: RunDirectory) -> TrainingResult:
