@@ -71,7 +71,9 @@ def run_job(
                         log.info("%s already completed; its result is reused", run_dir.root)
                         return previous
                 if main_process:
+                    stop.at_once = True
                     check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
+                    stop.at_once = False
                 return run_claimed(
                     config, run_dir, process.process_index, stop, checkpoint, environ=environ, callbacks=callbacks
                 )

@@ -1,6 +1,6 @@
 """Graceful stops: the first SIGTERM or SIGINT (a cluster's preemption, Ctrl-C) lets the current
-step finish, saves a checkpoint and ends training; a second SIGINT stops at once. Before training
-starts (the data's fingerprint, reading, checking and tokenizing it) there is no step to finish
+step finish, saves a checkpoint and ends training; a second SIGINT stops at once. While the data
+is fingerprinted, read, checked and tokenized (`StopRequest.at_once`) there is no step to finish
 and nothing to save: the first signal stops at once."""
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class RunInterrupted(BaseException):
 class StopRequest(TrainerCallback):
     def __init__(self) -> None:
         self.signal_name: str | None = None
-        # Until the first step starts, a signal stops at once (see the module's docstring).
-        self.training = False
+        # Set around the long steps before training (see the module's docstring).
+        self.at_once = False
         # Worker processes forked while preparing data inherit the handler, not the job.
         self.owner = os.getpid()
 
@@ -56,7 +56,7 @@ class StopRequest(TrainerCallback):
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
         RECEIVED.append(self.signal_name)
-        if not self.training:
+        if self.at_once:
             log.warning("%s received before training started: stopping now", self.signal_name)
             raise RunInterrupted(f"Stopped by {self.signal_name} before training started")
         log.warning(
@@ -66,9 +66,6 @@ class StopRequest(TrainerCallback):
     def raise_if_requested(self, when: str) -> None:
         if self.requested:
             raise RunInterrupted(f"Stopped by {self.signal_name} {when}")
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.training = True
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:
