@@ -71,9 +71,7 @@ def run_job(
                         log.info("%s already completed; its result is reused", run_dir.root)
                         return previous
                 if main_process:
-                    stop.at_once = True
                     check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
-                    stop.at_once = False
                 return run_claimed(
                     config, run_dir, process.process_index, stop, checkpoint, environ=environ, callbacks=callbacks
                 )
@@ -100,6 +98,8 @@ def run_claimed(
     callbacks: Sequence[TrainerCallback],
 ) -> TrainingResult:
     """The job in a run directory that is its own: every outcome ends in result.json and status.json."""
+    # Until the recipe reaches the data, a signal waits for result.json to be writable.
+    stop.at_once = False
     main_process = rank == 0
     run_dir.create()
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec, enabled=main_process)

@@ -79,6 +79,8 @@ def graceful_stop() -> Iterator[StopRequest]:
     """Route SIGTERM and SIGINT to a `StopRequest` while training; signal handlers can only be set
     from the main thread, so elsewhere (an engine called from a worker thread) the defaults stay."""
     stop = StopRequest()
+    # Claiming the run directory and fingerprinting the data come first: nothing to save yet.
+    stop.at_once = True
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
