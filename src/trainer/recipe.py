@@ -81,6 +81,8 @@ def train(
 
     profile = build_profile(config.profile, config.seed)
     # Streaming reads only the validation records now; the training records as training needs them.
+    # Until the data is tokenized a signal stops the run at once: there is no step to finish.
+    stop.at_once = True
     records = (held_out_split if config.data.streaming else load_record_split)(config.data, profile, config.seed)
     plan = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
@@ -108,6 +110,7 @@ def train(
                 num_proc=config.data.num_proc,
             )
         )
+    stop.at_once = False
     if main_process:
         write_json_atomic(run_dir.tokenized_file, data.summary())
 

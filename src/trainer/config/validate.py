@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import re
+import stat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
@@ -51,6 +52,8 @@ from trainer.errors import ConfigError
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 # Any one of these holds a tokenizer's vocabulary (fast, SentencePiece, BPE, WordPiece).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
+# What `save_to_disk` writes into a Dataset's (state.json) or a DatasetDict's directory.
+SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
 TOKEN_ENV_KEY = "preview.remote.token_env"
 ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Some tokens are valid variable names (hf_..., ghp_...): known prefixes, and long mixed-case
@@ -308,9 +311,25 @@ def data_file_problems(key: str, path: str | None) -> list[str]:
     file = Path(path).expanduser()
     if not file.exists():
         return [f"{key}={path} does not exist"]
+    if file.is_dir() and not any((file / marker).is_file() for marker in SAVED_DATASET_MARKERS):
+        return [f"{key}={path} is a directory without a saved dataset (no state.json from save_to_disk)"]
+    if not file.is_file() and not file.is_dir():
+        # Reading a FIFO or a device would block or never end: refused before any byte is read.
+        return [f"{key}={path} is a {special_file_kind(file)}, not a regular file; use {SUPPORTED_FORMATS}"]
     if file.is_file() and file.suffix not in SUPPORTED_SUFFIXES:
         return [f"{key}={path} has an unsupported format; use {SUPPORTED_FORMATS}"]
     return []
+
+
+def special_file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = {
+        stat.S_ISFIFO: "named pipe (FIFO)",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
 
 
 def choice_problems(config: TrainerConfig, facts: Facts) -> list[str]:

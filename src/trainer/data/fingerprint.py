@@ -19,6 +19,8 @@ from trainer.run.files import write_json_atomic
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# From this size on, hashing takes long enough for the user to wonder what the run is doing.
+ANNOUNCED_SIZE = 16 << 20
 
 
 def data_files(config: DataConfig) -> list[Path]:
@@ -48,6 +50,9 @@ def fingerprint(path: Path, digests: Path | None = None) -> dict[str, Any] | Non
 
 
 def content_sha256(path: Path, files: list[Path]) -> str:
+    size = sum(item.stat().st_size for item in files)
+    if size >= ANNOUNCED_SIZE:
+        log.info("Fingerprinting the data: hashing %s (%.0f MB)", path, size / 1e6)
     digest = hashlib.sha256()
     for item in files:
         digest.update(str(item.relative_to(path) if path.is_dir() else "").encode())

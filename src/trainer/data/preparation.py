@@ -34,6 +34,7 @@ from trainer.data.cache import (
     publish,
     scratch_dir,
     tokenized_cache_dir,
+    tokenizer_digest,
 )
 from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
 from trainer.data.loading import Record, iter_json_lines, iter_records, parse_json_line, resolve_data_path
@@ -91,6 +92,8 @@ class TokenizedData:
     # The cache entry the sets were read from, and whether it existed before this run asked.
     cache_entry: Path | None = None
     from_cache: bool = False
+    # What the cache key names the tokenizer by (`tokenizer_digest`).
+    tokenizer_digest: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the run directory records of its data: the cache entry (its name is the key),
@@ -100,6 +103,7 @@ class TokenizedData:
             "cache_key": entry.name if entry else None,
             "cache_entry": str(entry) if entry else None,
             "read_from_cache": self.from_cache,
+            "tokenizer_digest": self.tokenizer_digest,
             "stats": self.stats,
         }
 
@@ -304,22 +308,24 @@ def tokenize_split(
     """Tokenize both sets into the cache entry of everything that shapes them, or read that entry
     back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
     the sets are tokenized into a temporary entry and held in memory."""
+    digest = tokenizer_digest(tokenizer)
     key = cache_key(
         train=split.train.digest,
         validation=split.validation.digest,
         system_prompt=system_prompt,
         profile=profile.metadata(),
         profile_seed=profile.seed,
-        template=tokenizer.chat_template,
-        tokenizer=[tokenizer.name_or_path, len(tokenizer)],
+        tokenizer=digest,
         max_length=max_length,
     )
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="trainer-tokenized-") as temporary:
             entry = Path(temporary) / key
-            return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=True)
-    entry = cache_dir.expanduser() / key
-    return prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=False)
+            data = prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=True)
+    else:
+        entry = cache_dir.expanduser() / key
+        data = prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=False)
+    return replace(data, tokenizer_digest=digest)
 
 
 def prepare_entry(
@@ -351,7 +357,7 @@ def prepare_entry(
             publish(entry, scratch, stats)
         warn_about_heavy_truncation(stats, max_length)
         log.info("Tokenized data saved to the cache: %s", entry)
-        return tokenized_data(*load_cached(entry, in_memory), entry, from_cache=False)
+        return tokenized_data(*load_cached(entry, in_memory, verify=False), entry, from_cache=False)
 
 
 def tokenized_data(datasets: dict[str, Dataset], stats: dict[str, int], entry: Path, from_cache: bool) -> TokenizedData:

@@ -30,7 +30,13 @@ from trainer.monitoring.run_log import capture_run_log
 from trainer.monitoring.trackers import RunTrackers, open_trackers
 from trainer.run.disk_space import check_space_for_resume
 from trainer.run.files import write_json_atomic
-from trainer.run.interruption import RunInterrupted, StopRequest, graceful_stop, interrupted_result
+from trainer.run.interruption import (
+    RunInterrupted,
+    StopRequest,
+    graceful_stop,
+    interrupted_result,
+    masked_interruption,
+)
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import INTERRUPTED, TrainingResult
@@ -86,6 +92,11 @@ def run_job(
             # nothing may be written into it.
             log.error("%s", error)
             return failure(error, user_error=True)
+        except RunInterrupted as error:
+            # Stopped while the data's fingerprint was taken: only a new run's directory records it.
+            result = interrupted_result(error, run_dir)
+            log.warning("%s", result.error_message)
+            return record_refusal(run_dir, result)
 
 
 def run_claimed(
@@ -99,6 +110,8 @@ def run_claimed(
     callbacks: Sequence[TrainerCallback],
 ) -> TrainingResult:
     """The job in a run directory that is its own: every outcome ends in result.json and status.json."""
+    # Until the recipe reaches the data, a signal waits for result.json to be writable.
+    stop.at_once = False
     main_process = rank == 0
     run_dir.create()
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec, enabled=main_process)
@@ -132,14 +145,19 @@ def run_claimed(
             log.error("%s", error)
             result = failure(error, user_error=True)
         except Exception as error:
-            # The console shows this line; the traceback goes to trainer.log only.
-            log.exception(
-                "The run crashed: %s: %s (traceback in %s)",
-                type(error).__name__,
-                first_line(error),
-                run_dir.log_file,
-            )
-            result = failure(error, message=f"{type(error).__name__}: {error}")
+            if (interruption := masked_interruption(error)) is not None:
+                # A library's clean-up raised its own error over the stop (datasets' map: TimeoutError).
+                result = interrupted_result(interruption, run_dir)
+                log.warning("%s", result.error_message)
+            else:
+                # The console shows this line; the traceback goes to trainer.log only.
+                log.exception(
+                    "The run crashed: %s: %s (traceback in %s)",
+                    type(error).__name__,
+                    first_line(error),
+                    run_dir.log_file,
+                )
+                result = failure(error, message=f"{type(error).__name__}: {error}")
         result.runtime_sec = round(time.monotonic() - started, 3)
         if main_process:
             write_json_atomic(run_dir.result_file, result.to_dict())
