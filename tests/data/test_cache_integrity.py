@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config.schema import ProfileConfig
+from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.cache import CHECKSUMS_FILE
-from trainer.data.preparation import tokenize_split
+from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.record_cache import RECORDS_DIR, TABLE_FILE
 from trainer.profiles.plain import PlainProfile
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
@@ -94,3 +95,20 @@ def test_an_entry_cut_short_is_made_again_through_the_cli(run_cli, tmp_path):
     assert not again["read_from_cache"] and again["stats"] == made["stats"]
     warnings = [line for line in completed.stdout.splitlines() if "[WARNING]" in line]
     assert any(f"{made['cache_entry']} is damaged (train.arrow" in line for line in warnings), completed.stdout
+
+
+@pytest.mark.parametrize("damage", [garble_middle, cut_short, remove], ids=lambda damage: damage.__name__)
+def test_a_damaged_records_entry_is_read_again_never_trained_on(tmp_path, caplog, damage):
+    """The checked records kept for an unchanged file (data/record_cache.py) are cache entries too."""
+    data = tmp_path / "chats.jsonl"
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    data.write_text("".join(json.dumps(chat) + "\n" for _ in range(20)), encoding="utf-8")
+    config = DataConfig(train=str(data), validation_split=0, cache_dir=str(tmp_path / "cache"))
+    first = load_record_split(config, PROFILE, seed=0)
+    [table] = (tmp_path / "cache" / RECORDS_DIR).glob(f"*/{TABLE_FILE}")
+    damage(table)
+    with caplog.at_level(logging.WARNING, logger="trainer.data.cache"):
+        again = load_record_split(config, PROFILE, seed=0)
+    assert list(again.train) == list(first.train)
+    [warning] = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert str(table.parent) in warning and TABLE_FILE in warning

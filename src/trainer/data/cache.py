@@ -163,9 +163,7 @@ def load_cached(
     entry whose files differ from those it was written with is logged and removed (None)."""
     if not entry.is_dir():
         return None
-    if verify and (damage := entry_damage(entry)):
-        log.warning("The cache entry %s is damaged (%s): removing it and tokenizing again", entry, damage)
-        shutil.rmtree(entry, ignore_errors=True)
+    if verify and not intact_or_removed(entry, "tokenizing again"):
         return None
     datasets = {}
     for name in SPLITS:
@@ -185,7 +183,22 @@ def publish(entry: Path, scratch: Path, stats: dict[str, int]) -> None:
     an entry that exists is always complete."""
     with staged_directory(entry, scratch=complete_dir(scratch)) as complete:
         write_json_atomic(complete / STATS_FILE, stats)
-        write_json_atomic(complete / CHECKSUMS_FILE, {file.name: file_summary(file) for file in entry_files(complete)})
+        write_checksums(complete)
+
+
+def write_checksums(entry: Path) -> None:
+    """The size and checksum of every file of the entry being made, checked before it is read."""
+    write_json_atomic(entry / CHECKSUMS_FILE, {file.name: file_summary(file) for file in entry_files(entry)})
+
+
+def intact_or_removed(entry: Path, then: str) -> bool:
+    """Whether `entry`'s files are those it was written with; a damaged entry is logged and
+    removed, and what is done instead (`then`) said, so that nothing is read from it."""
+    if (damage := entry_damage(entry)) is None:
+        return True
+    log.warning("The cache entry %s is damaged (%s): removing it and %s", entry, damage, then)
+    shutil.rmtree(entry, ignore_errors=True)
+    return False
 
 
 def entry_files(entry: Path) -> list[Path]:

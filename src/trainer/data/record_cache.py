@@ -23,7 +23,7 @@ import pyarrow
 import pyarrow.ipc
 from datasets import Dataset
 
-from trainer.data.cache import cache_key, complete_dir, exclusive, scratch_dir
+from trainer.data.cache import cache_key, complete_dir, exclusive, intact_or_removed, scratch_dir, write_checksums
 from trainer.data.records import WRITE_BATCH, RecordTable
 from trainer.profiles.base import Profile
 from trainer.run.files import staged_directory, write_json_atomic
@@ -116,13 +116,17 @@ def cached_checked_table(
             write_json_atomic(
                 complete / SUMMARY_FILE, {"digest": table.digest, "skipped": skipped, "source": str(source)}
             )
-    return load_checked_table(entry)
+            write_checksums(complete)
+    return load_checked_table(entry, verify=False)
 
 
-def load_checked_table(entry: Path) -> tuple[RecordTable, int] | None:
+def load_checked_table(entry: Path, verify: bool = True) -> tuple[RecordTable, int] | None:
     """The memory-mapped table of `entry` and its count of skipped records; None without a
-    complete entry (an entry is renamed into place whole)."""
+    complete entry (an entry is renamed into place whole) or, checked with `verify`, for one
+    damaged since it was written (removed)."""
     if not (entry / SUMMARY_FILE).is_file():
+        return None
+    if verify and not intact_or_removed(entry, "reading the records again"):
         return None
     summary = json.loads((entry / SUMMARY_FILE).read_text(encoding="utf-8"))
     table = RecordTable(Dataset.from_file(str(entry / TABLE_FILE)), summary["digest"], owner=None)
