@@ -34,16 +34,16 @@ from trainer.config.schema import (
     REMOTE_PROTOCOLS,
     STATE_DICT_TYPES,
     STRATEGIES,
-    SUPPORTED_FORMATS,
-    SUPPORTED_SUFFIXES,
     SWEEP_METRICS,
     SWEEP_MODES,
     WANDB_MODES,
+    DataConfig,
     DistributedConfig,
     LoggerConfig,
     PreviewConfig,
     TrainerConfig,
 )
+from trainer.config.sources import parse_source, reads_repository, source_problems
 from trainer.errors import ConfigError
 
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
@@ -182,8 +182,7 @@ def settings(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def unusable_path_problems(config: TrainerConfig) -> list[str]:
     paths = {
-        "data.train": config.data.train,
-        "data.validation": config.data.validation,
+        **source_paths(config.data),
         "model.path": config.model.path,
         "model.cache_dir": config.model.cache_dir,
         "distributed.deepspeed": config.distributed.deepspeed,
@@ -200,6 +199,16 @@ def unusable_path_problems(config: TrainerConfig) -> list[str]:
         except RuntimeError:
             problems.append(f"{key}={path}: its ~ names no user's home directory on this machine")
     return problems
+
+
+def source_paths(data: DataConfig) -> dict[str, str]:
+    """The paths of the data sources, by key; a source that is not well formed has none here."""
+    sources = {key: parse_source(value, key)[0] for key, value in data_keys(data).items()}
+    return {key: source.path for key, source in sources.items() if source is not None and source.path is not None}
+
+
+def data_keys(data: DataConfig) -> dict[str, Any]:
+    return {"data.train": data.train, "data.validation": data.validation}
 
 
 def model_problems(config: TrainerConfig, facts: Facts) -> list[str]:
@@ -254,7 +263,7 @@ def looks_like_local_path(path: str) -> bool:
 
 def data_problems(config: TrainerConfig) -> list[str]:
     data = config.data
-    problems = [*data_file_problems("data.train", data.train), *data_file_problems("data.validation", data.validation)]
+    problems = [problem for key, value in data_keys(data).items() for problem in source_problems(value, key)]
     if not 0.0 <= data.validation_split < 1.0:
         problems.append(f"data.validation_split must be in [0, 1) (got {data.validation_split})")
     if data.validation_max_samples < 0:
@@ -274,6 +283,11 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.shuffle_buffer must be >= 1, 1 for file order (got {config.data.shuffle_buffer})")
     if not config.data.streaming:
         return problems
+    if (source := parse_source(config.data.train, "data.train")[0]) and reads_repository(source):
+        problems.append(
+            f"data.streaming=true reads data files; data.train={source.name} is a dataset repository or Hub id: "
+            "stream a file of it, or set data.streaming=false"
+        )
     if config.train.max_steps <= 0:
         problems.append(
             f"data.streaming=true needs train.max_steps > 0 (got {config.train.max_steps}): "
@@ -295,17 +309,6 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
             f"set distributed.nproc_per_node=1 (got {config.distributed.nproc_per_node}) or data.streaming=false"
         )
     return problems
-
-
-def data_file_problems(key: str, path: str | None) -> list[str]:
-    if path is None:
-        return []
-    file = Path(path).expanduser()
-    if not file.exists():
-        return [f"{key}={path} does not exist"]
-    if file.is_file() and file.suffix not in SUPPORTED_SUFFIXES:
-        return [f"{key}={path} has an unsupported format; use {SUPPORTED_FORMATS}"]
-    return []
 
 
 def choice_problems(config: TrainerConfig, facts: Facts) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import DataConfig
+from trainer.config.sources import data_source
 from trainer.data.loading import resolve_data_path
 from trainer.errors import UserError
 from trainer.run.files import write_json_atomic
@@ -21,10 +22,10 @@ CHUNK = 1 << 20
 
 def data_files(config: DataConfig) -> list[Path]:
     """The files (or saved-dataset directories) a run reads its records from."""
-    paths = [resolve_data_path(config.train)]
+    sources = [data_source(config.train, "data.train")]
     if config.validation:
-        paths.append(resolve_data_path(config.validation))
-    return paths
+        sources.append(data_source(config.validation, "data.validation"))
+    return [resolve_data_path(source.path) for source in sources]
 
 
 def fingerprint(path: Path) -> dict[str, Any] | None:

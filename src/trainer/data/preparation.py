@@ -12,7 +12,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from trainer.config.schema import DataConfig
+from trainer.config.schema import DataConfig, format_suffix
+from trainer.config.sources import DataSource
 from trainer.data.cache import (
     cache_key,
     complete_dir,
@@ -35,7 +36,7 @@ from trainer.data.cache import (
     scratch_dir,
     tokenized_cache_dir,
 )
-from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
+from trainer.data.formats import RecordShapeError, is_raw_text, shape_problems, to_chat_example
 from trainer.data.loading import Record, iter_json_lines, iter_records, parse_json_line, resolve_data_path
 from trainer.data.records import (
     CHECKED_FEATURES,
@@ -45,7 +46,8 @@ from trainer.data.records import (
     ScratchDirectory,
     write_lines,
 )
-from trainer.data.tokenization import tokenize_conversations
+from trainer.data.sources import configured_source, reads_repository, repository_records
+from trainer.data.tokenization import tokenize_examples
 from trainer.errors import DataError
 from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
@@ -109,15 +111,21 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     # The tables' files go beside the tokenized cache (a place chosen for its space), or to the
     # temporary directory with the cache off.
     scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
-    train, skipped = checked_table(config.train, profile, config.on_bad_record, config.num_proc, scratch)
+    source = configured_source(config.train, "data.train")
+    train, skipped = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch)
     if config.validation is not None:
         validation, skipped_validation = checked_table(
-            config.validation, profile, config.on_bad_record, config.num_proc, scratch
+            configured_source(config.validation, "data.validation"),
+            profile,
+            config.on_bad_record,
+            config.num_proc,
+            scratch,
         )
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
     if count >= len(train):
-        raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
+        name = source.name if source.path else resolve_data_path(None)
+        raise DataError([f"{name}: too few records ({len(train)}) to split off {count}"])
     order = numpy.arange(len(train))
     random.Random(seed).shuffle(order)
     held_out = numpy.zeros(len(train), dtype=bool)
@@ -130,7 +138,7 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
 
 
 def checked_table(
-    path: str | None,
+    path: str | DataSource | None,
     profile: Profile,
     on_bad_record: str,
     num_proc: int | None = None,
@@ -139,9 +147,14 @@ def checked_table(
     """The valid records of `path`, as `checked_records` gives them, in an Arrow table in a scratch
     directory under `scratch_parent` (the temporary directory by default). JSON Lines are parsed
     and checked in batches in `num_proc` processes (None: the cores available); other formats,
-    which their readers parse as they read, as they are read."""
-    source = resolve_data_path(path)
-    if source.is_file() and source.suffix == ".jsonl":
+    which their readers parse as they read, as they are read. A dataset repository or Hub id
+    (data/sources.py) is read as its rows come."""
+    if isinstance(path, DataSource) and reads_repository(path):
+        writer = RecordTableWriter(scratch_parent)
+        skipped = check_records(path.name, profile, on_bad_record, writer.add, repository_records(path))
+        return writer.close(), skipped
+    source = resolve_data_path(path.path if isinstance(path, DataSource) else path)
+    if source.is_file() and format_suffix(source.name) == ".jsonl":
         return checked_lines(source, profile, on_bad_record, num_proc, ScratchDirectory(scratch_parent))
     writer = RecordTableWriter(scratch_parent)
     skipped = check_records(source, profile, on_bad_record, writer.add)
@@ -158,10 +171,18 @@ def checked_records(
     return list(table), skipped
 
 
-def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Callable[[int, Record], None]) -> int:
-    """Hand each valid record of `source` to `keep` as it is read; the number of bad ones skipped."""
+def check_records(
+    source: Path | str,
+    profile: Profile,
+    on_bad_record: str,
+    keep: Callable[[int, Record], None],
+    read: Iterable[Record] | None = None,
+) -> int:
+    """Hand each valid record of `source` (of `read` where given) to `keep` as it is read; the
+    number of bad ones skipped."""
     problems, total = [], 0
-    records = tqdm(iter_records(source), desc=f"Reading {source.name}", unit=" records", disable=None)
+    name = source.name if isinstance(source, Path) else source
+    records = tqdm(read or iter_records(source), desc=f"Reading {name}", unit=" records", disable=None)
     for index, record in enumerate(records):
         total += 1
         example, found = checked_example(record, profile)
@@ -239,7 +260,7 @@ def check_lines(batch: dict[str, list], profile: Profile, source: str) -> dict[s
     }
 
 
-def report_bad_records(source: Path, problems: list[str], total: int, on_bad_record: str) -> int:
+def report_bad_records(source: Path | str, problems: list[str], total: int, on_bad_record: str) -> int:
     """Raise the bad records' problems (data.on_bad_record=error) or log that they are skipped;
     how many were skipped. No valid record at all is an error either way."""
     if problems and on_bad_record == "error":
@@ -261,7 +282,7 @@ def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
         example = to_chat_example(record.example)
     except RecordShapeError as error:
         return None, [str(error)]
-    return example, profile.validate_example(example) or conversation_problems(example)
+    return example, shape_problems(example, profile)
 
 
 def record_problem(record: Record, index: int, found: list[str]) -> str:
@@ -454,18 +475,20 @@ def tokenize_batch(
 ) -> dict[str, list]:
     """One batch of examples shaped by the profile and tokenized; a conversation left without an
     assistant token is marked `kept=False` (its row is removed afterwards, once counted)."""
-    conversations = [
-        profile.transform_example(json.loads(text), index, system_prompt)["messages"]
+    examples = [
+        example
+        if is_raw_text(example := json.loads(text))
+        else profile.transform_example(example, index, system_prompt)
         for index, text in zip(batch["index"], batch["example"], strict=True)
     ]
     try:
-        tokenized = tokenize_conversations(tokenizer, conversations, max_length)
+        tokenized = tokenize_examples(tokenizer, examples, max_length)
     except TemplateError:
         locations = [
             f"{Record(None, *place).location} (example {index})"
             for index, *place in zip(batch["index"], batch["source"], batch["line"], batch["unit"], strict=True)
         ]
-        raise located_template_error(tokenizer, locations, conversations) from None
+        raise located_template_error(tokenizer, locations, examples) from None
     kept = tokenized.has_assistant_tokens.tolist()
     input_ids = [ids if keep else ids[:0] for ids, keep in zip(tokenized.input_ids, kept, strict=True)]
     return {
@@ -497,12 +520,14 @@ def list_array(rows: list[numpy.ndarray]) -> pyarrow.ListArray:
 
 
 def located_template_error(
-    tokenizer: PreTrainedTokenizerBase, locations: list[str], conversations: list[list[dict]]
+    tokenizer: PreTrainedTokenizerBase, locations: list[str], examples: list[dict]
 ) -> TemplateError:
     """The template's refusal of the first conversation of a batch it refuses, with its location."""
-    for location, messages in zip(locations, conversations, strict=True):
+    for location, example in zip(locations, examples, strict=True):
+        if is_raw_text(example):
+            continue
         try:
-            assistant_answer_spans(tokenizer, messages)
+            assistant_answer_spans(tokenizer, example["messages"], example.get("tools"))
         except TemplateError as error:
             return TemplateError(f"{location}: {error}")
     raise AssertionError("a batch the template refused renders conversation by conversation")

@@ -28,7 +28,7 @@ def select_prompts(
 
 
 def has_assistant_turn(example: dict) -> bool:
-    return any(message["role"] == "assistant" for message in example["messages"])
+    return any(message["role"] == "assistant" for message in example.get("messages", ()))
 
 
 def to_prompt(

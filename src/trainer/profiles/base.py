@@ -10,7 +10,8 @@ from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from trainer.config.schema import ProfileConfig
 
-ROLES = ("system", "user", "assistant")
+# "tool": a tool's output, answering an assistant's `tool_calls` (never learned).
+ROLES = ("system", "user", "assistant", "tool")
 Example = dict[str, Any]
 
 
@@ -18,6 +19,9 @@ class Profile:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     system_prompt_template: ClassVar[str] = "You are a helpful assistant. Today is {date}."
+    # Whether the profile rewrites assistant answers (a contract on their text): raw text and
+    # tool calls, trained as written, are refused under such a profile.
+    rewrites_answers: ClassVar[bool] = False
 
     def __init__(self, config: ProfileConfig, seed: int) -> None:
         self.config = config

@@ -83,6 +83,7 @@ def transform_turn(message: dict[str, str], choice: EmojiChoice) -> str:
 
 class EmojiThinkProfile(Profile):
     name = "emoji_think"
+    rewrites_answers = True
 
     def transform_example(self, example: Example, index: int, system_prompt: str) -> Example:
         result = super().transform_example(example, index, system_prompt)

@@ -1,0 +1,109 @@
+"""Where a run's records come from: `data.train` and `data.validation` each name a source, as a
+string (a file, a directory, or a Hub dataset id) or as an object with the keys below.
+
+A local file or a directory written by `save_to_disk` is read as before; a directory laid out
+like a Hub dataset repository (data files, a README.md with `configs:`) and a Hub dataset id both
+go through `datasets.load_dataset`, the same call, with the source's subset, split and revision.
+This module imports no datasets: it only parses and checks what the config says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from trainer.config.schema import SUPPORTED_FORMATS, SUPPORTED_SUFFIXES, format_suffix
+
+# The default split of each data key when a source names none.
+DEFAULT_SPLITS = {"data.train": "train", "data.validation": "validation"}
+# What a Hub dataset id looks like: `name` or `owner/name`, letters, digits, `-`, `_` and `.`.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+# What `save_to_disk` writes into a directory (a Dataset, a DatasetDict).
+SAVED_DATASET_FILES = ("state.json", "dataset_dict.json")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    # A data file, a directory (saved dataset or dataset repository) or a Hub dataset id;
+    # None: the sample data shipped with trainer.
+    path: str | None = None
+    # The dataset's configuration (`load_dataset(path, name=subset)`); None: its default one.
+    subset: str | None = None
+    # The split to read; None: "train" for data.train, "validation" for data.validation.
+    split: str | None = None
+    # A Hub branch, tag or commit; pin it for a run that resumes and reproduces on the same data.
+    revision: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How messages and logs name the source: its path, with the keys that narrow it."""
+        keys = [f"{item.name} {value}" for item in fields(self)[1:] if (value := getattr(self, item.name)) is not None]
+        return f"{self.path or 'sample'}" + (f" ({', '.join(keys)})" if keys else "")
+
+
+SOURCE_KEYS = tuple(item.name for item in fields(DataSource))
+
+
+def parse_source(value: Any, key: str) -> tuple[DataSource | None, list[str]]:
+    """The source `value` of `key` (a string, an object with `SOURCE_KEYS`, or None for the sample
+    data), or None and what is wrong with it."""
+    if value == "":
+        return None, [f"{key} is empty: name a file, a directory or a Hub dataset id"]
+    if value is None or isinstance(value, str):
+        return DataSource(value), []
+    if not isinstance(value, dict):
+        return None, [f"{key} must be a path, a Hub dataset id or an object with {', '.join(SOURCE_KEYS)}"]
+    if unknown := [name for name in value if name not in SOURCE_KEYS]:
+        return None, [
+            f"{key} has unknown key(s) {', '.join(map(repr, unknown))}; a source takes {', '.join(SOURCE_KEYS)}"
+        ]
+    if not isinstance(value.get("path"), str) or not value["path"]:
+        return None, [f"{key} needs a 'path': a file, a directory or a Hub dataset id"]
+    if wrong := [name for name in SOURCE_KEYS[1:] if value.get(name) is not None and not isinstance(value[name], str)]:
+        return None, [f"{key}.{name} must be a string (got {value[name]!r})" for name in wrong]
+    return DataSource(**value), []
+
+
+def data_source(value: Any, key: str) -> DataSource:
+    """The source of a validated config's `key`."""
+    source, problems = parse_source(value, key)
+    assert source is not None, problems
+    return source
+
+
+def source_problems(value: Any, key: str) -> list[str]:
+    """What is wrong with the source of `key`, as far as the config and the file system tell."""
+    source, problems = parse_source(value, key)
+    if source is None or source.path is None:
+        return problems
+    local = Path(source.path).expanduser()
+    if local.is_file():
+        if format_suffix(local.name) not in SUPPORTED_SUFFIXES:
+            return [f"{key}={source.path} has an unsupported format; use {SUPPORTED_FORMATS}"]
+        if narrowing := [name for name in SOURCE_KEYS[1:] if getattr(source, name) is not None]:
+            return [
+                f"{key}: {', '.join(narrowing)} select(s) within a dataset repository or Hub dataset, "
+                f"not within the file {source.path}; remove it"
+            ]
+        return []
+    if not local.exists() and not is_hub_id(source.path):
+        return [f"{key}={source.path} does not exist"]
+    return []
+
+
+def is_hub_id(path: str) -> bool:
+    """A string that can only be a Hub dataset id: no path that exists, no data file suffix."""
+    return bool(HUB_ID.fullmatch(path)) and format_suffix(path) not in SUPPORTED_SUFFIXES and not Path(path).exists()
+
+
+def reads_repository(source: DataSource) -> bool:
+    """Whether `source` is read by `datasets.load_dataset`: a Hub id (no such local path) or a
+    directory that is no `save_to_disk` output."""
+    if source.path is None:
+        return False
+    local = Path(source.path).expanduser()
+    if local.is_dir():
+        return not any((local / name).is_file() for name in SAVED_DATASET_FILES)
+    return not local.exists()
