@@ -16,6 +16,7 @@ from transformers import Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
+from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
@@ -66,7 +67,7 @@ def train(
         config.model.name,
         config.profile.name,
         config.precision.name,
-        config.data.train or "sample",
+        source_name(config.data.train, "data.train"),
         config.run.date,
         run_dir.root,
     )

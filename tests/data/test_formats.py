@@ -12,7 +12,7 @@ import lzma
 
 import pytest
 
-from tests.data.test_tokenization import learned_text
+from tests.helpers import learned_text
 from tests.template_families import family_tokenizer
 from trainer.config.schema import ProfileConfig
 from trainer.data.preparation import checked_records, tokenize_batch

@@ -73,6 +73,11 @@ def data_source(value: Any, key: str) -> DataSource:
     return source
 
 
+def source_name(value: Any, key: str) -> str:
+    """How logs and TensorBoard name the source of a validated config's `key` ("sample": the sample data)."""
+    return data_source(value, key).name
+
+
 def source_problems(value: Any, key: str) -> list[str]:
     """What is wrong with the source of `key`, as far as the config and the file system tell."""
     source, problems = parse_source(value, key)

@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.config.schema import TrainerConfig
+from trainer.config.sources import source_name
 from trainer.profiles import PROFILES
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import TrainingResult
@@ -37,7 +38,7 @@ def reported_hparams(config: TrainerConfig) -> list[HParam]:
         HParam("profile_version", PROFILES[config.profile.name].version, None),
         HParam("precision", config.precision.name, "precision"),
         HParam("model", config.model.name, "model"),
-        HParam("data", config.data.train or "sample", "data.train"),
+        HParam("data", source_name(config.data.train, "data.train"), "data.train"),
         HParam("learning_rate", config.train.learning_rate, "train.learning_rate"),
         HParam("lr_scheduler_type", config.train.lr_scheduler_type, "train.lr_scheduler_type"),
         HParam(
