@@ -108,7 +108,7 @@ def test_a_bad_row_is_named_by_its_source_and_row(repository):
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("{path: REPO, splt: train}", "data.train has unknown key(s) 'splt'; a source takes path, subset, split, revision"),
+        ("{path: REPO, splt: train}", "data.train has unknown key(s) 'splt'; a source takes path, subset, split, revision, weight, examples"),
         ("{subset: chat}", "data.train needs a 'path': a file, a directory or a Hub dataset id"),
         ("''", "data.train is empty: name a file, a directory or a Hub dataset id"),
         ("{path: FILE, split: train}", "data.train: split select(s) within a dataset repository or Hub dataset, not within the file FILE; remove it"),

@@ -35,20 +35,58 @@ class DataSource:
     split: str | None = None
     # A Hub branch, tag or commit; pin it for a run that resumes and reproduces on the same data.
     revision: str | None = None
+    # In a mixture (data.train a list of sources), each source has a weight or a number of
+    # examples. weight: its share of the mixture's assistant tokens (what the model learns from),
+    # against the other weighted sources; the mixture holds as many assistant tokens as they do.
+    weight: float | None = None
+    # ...or exactly this many of its examples, drawn at random (repeated when it has fewer).
+    examples: int | None = None
 
     @property
     def name(self) -> str:
         """How messages and logs name the source: its path, with the keys that narrow it."""
-        keys = [f"{item.name} {value}" for item in fields(self)[1:] if (value := getattr(self, item.name)) is not None]
-        return f"{self.path or 'sample'}" + (f" ({', '.join(keys)})" if keys else "")
+        narrowing = [f"{key} {value}" for key in NARROWING_KEYS if (value := getattr(self, key)) is not None]
+        return f"{self.path or 'sample'}" + (f" ({', '.join(narrowing)})" if narrowing else "")
 
 
 SOURCE_KEYS = tuple(item.name for item in fields(DataSource))
+NARROWING_KEYS = ("subset", "split", "revision")
+MIXTURE_KEYS = ("weight", "examples")
+
+
+def parse_sources(value: Any, key: str) -> tuple[list[DataSource], list[str]]:
+    """The sources `value` of `key` names: one (a string, an object with `SOURCE_KEYS`, None for the
+    sample data) or, for data.train, a mixture (a list of them, each with a weight or a number of
+    examples); and what is wrong with them."""
+    if not isinstance(value, list | tuple):
+        source, problems = parse_source(value, key)
+        if source is not None and (mixing := [name for name in MIXTURE_KEYS if getattr(source, name) is not None]):
+            problems = [f"{key}.{mixing[0]} applies to a source of a mixture (data.train as a list of sources)"]
+        return ([source] if source and not problems else []), problems
+    if key != "data.train":
+        return [], [f"{key} is one source, not a list: mixtures are made in data.train"]
+    if not value:
+        return [], [f"{key} is an empty list: a mixture is a non-empty list of sources in data.train"]
+    sources, problems = [], []
+    for position, item in enumerate(value):
+        source, found = parse_source(item, f"{key}[{position}]")
+        problems += found or mixture_problems(source, f"{key}[{position}]")
+        sources += [source] if source and not found else []
+    return (sources if not problems else []), problems
+
+
+def mixture_problems(source: DataSource, key: str) -> list[str]:
+    if (source.weight is None) == (source.examples is None):
+        return [f"{key} needs either a weight (> 0) or a number of examples (>= 1) to be mixed"]
+    if source.weight is not None and not (isinstance(source.weight, int | float) and source.weight > 0):
+        return [f"{key}.weight must be a number > 0 (got {source.weight!r})"]
+    if source.examples is not None and not (isinstance(source.examples, int) and source.examples >= 1):
+        return [f"{key}.examples must be an integer >= 1 (got {source.examples!r})"]
+    return []
 
 
 def parse_source(value: Any, key: str) -> tuple[DataSource | None, list[str]]:
-    """The source `value` of `key` (a string, an object with `SOURCE_KEYS`, or None for the sample
-    data), or None and what is wrong with it."""
+    """The one source `value` of `key`, or None and what is wrong with it."""
     if value == "":
         return None, [f"{key} is empty: name a file, a directory or a Hub dataset id"]
     if value is None or isinstance(value, str):
@@ -61,33 +99,54 @@ def parse_source(value: Any, key: str) -> tuple[DataSource | None, list[str]]:
         ]
     if not isinstance(value.get("path"), str) or not value["path"]:
         return None, [f"{key} needs a 'path': a file, a directory or a Hub dataset id"]
-    if wrong := [name for name in SOURCE_KEYS[1:] if value.get(name) is not None and not isinstance(value[name], str)]:
+    if wrong := [name for name in NARROWING_KEYS if value.get(name) is not None and not isinstance(value[name], str)]:
         return None, [f"{key}.{name} must be a string (got {value[name]!r})" for name in wrong]
     return DataSource(**value), []
 
 
+def data_sources(value: Any, key: str) -> list[DataSource]:
+    """The sources of a validated config's `key`."""
+    sources, problems = parse_sources(value, key)
+    assert not problems, problems
+    return sources
+
+
 def data_source(value: Any, key: str) -> DataSource:
-    """The source of a validated config's `key`."""
-    source, problems = parse_source(value, key)
-    assert source is not None, problems
-    return source
+    """The one source of a validated config's `key` (the first of a mixture)."""
+    return data_sources(value, key)[0]
+
+
+def is_mixture(value: Any) -> bool:
+    return isinstance(value, list | tuple)
 
 
 def source_name(value: Any, key: str) -> str:
-    """How logs and TensorBoard name the source of a validated config's `key` ("sample": the sample data)."""
-    return data_source(value, key).name
+    """How logs and TensorBoard name the source(s) of a validated config's `key` ("sample": the
+    sample data), a mixture's with their weights."""
+    sources = data_sources(value, key)
+    if not is_mixture(value):
+        return sources[0].name
+    shares = [f"weight {source.weight}" if source.weight else f"{source.examples} examples" for source in sources]
+    return " + ".join(f"{source.name} [{share}]" for source, share in zip(sources, shares, strict=True))
 
 
 def source_problems(value: Any, key: str) -> list[str]:
-    """What is wrong with the source of `key`, as far as the config and the file system tell."""
-    source, problems = parse_source(value, key)
-    if source is None or source.path is None:
-        return problems
+    """What is wrong with the source(s) of `key`, as far as the config and the file system tell."""
+    sources, problems = parse_sources(value, key)
+    keys = [f"{key}[{position}]" if is_mixture(value) else key for position in range(len(sources))]
+    for source, name in zip(sources, keys, strict=True):
+        problems += path_problems(source, name)
+    return problems
+
+
+def path_problems(source: DataSource, key: str) -> list[str]:
+    if source.path is None:
+        return []
     local = Path(source.path).expanduser()
     if local.is_file():
         if format_suffix(local.name) not in SUPPORTED_SUFFIXES:
             return [f"{key}={source.path} has an unsupported format; use {SUPPORTED_FORMATS}"]
-        if narrowing := [name for name in SOURCE_KEYS[1:] if getattr(source, name) is not None]:
+        if narrowing := [name for name in NARROWING_KEYS if getattr(source, name) is not None]:
             return [
                 f"{key}: {', '.join(narrowing)} select(s) within a dataset repository or Hub dataset, "
                 f"not within the file {source.path}; remove it"

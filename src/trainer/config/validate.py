@@ -43,7 +43,7 @@ from trainer.config.schema import (
     PreviewConfig,
     TrainerConfig,
 )
-from trainer.config.sources import parse_source, reads_repository, source_problems
+from trainer.config.sources import is_mixture, parse_sources, reads_repository, source_problems
 from trainer.errors import ConfigError
 
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
@@ -203,8 +203,12 @@ def unusable_path_problems(config: TrainerConfig) -> list[str]:
 
 def source_paths(data: DataConfig) -> dict[str, str]:
     """The paths of the data sources, by key; a source that is not well formed has none here."""
-    sources = {key: parse_source(value, key)[0] for key, value in data_keys(data).items()}
-    return {key: source.path for key, source in sources.items() if source is not None and source.path is not None}
+    return {
+        f"{key}[{position}]" if is_mixture(value) else key: source.path
+        for key, value in data_keys(data).items()
+        for position, source in enumerate(parse_sources(value, key)[0])
+        if source.path is not None
+    }
 
 
 def data_keys(data: DataConfig) -> dict[str, Any]:
@@ -283,10 +287,12 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.shuffle_buffer must be >= 1, 1 for file order (got {config.data.shuffle_buffer})")
     if not config.data.streaming:
         return problems
-    if (source := parse_source(config.data.train, "data.train")[0]) and reads_repository(source):
+    if is_mixture(config.data.train):
+        problems.append("data.streaming=true streams one file; mix sources with data.streaming=false")
+    elif (sources := parse_sources(config.data.train, "data.train")[0]) and reads_repository(sources[0]):
         problems.append(
-            f"data.streaming=true reads data files; data.train={source.name} is a dataset repository or Hub id: "
-            "stream a file of it, or set data.streaming=false"
+            f"data.streaming=true reads data files; data.train={sources[0].name} is a dataset repository or Hub "
+            "id: stream a file of it, or set data.streaming=false"
         )
     if config.train.max_steps <= 0:
         problems.append(

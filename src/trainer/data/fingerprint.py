@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import DataConfig
-from trainer.config.sources import data_source
+from trainer.config.sources import data_sources
 from trainer.data.loading import resolve_data_path
 from trainer.errors import UserError
 from trainer.run.files import write_json_atomic
@@ -22,9 +22,9 @@ CHUNK = 1 << 20
 
 def data_files(config: DataConfig) -> list[Path]:
     """The files (or saved-dataset directories) a run reads its records from."""
-    sources = [data_source(config.train, "data.train")]
+    sources = data_sources(config.train, "data.train")
     if config.validation:
-        sources.append(data_source(config.validation, "data.validation"))
+        sources += data_sources(config.validation, "data.validation")
     return [resolve_data_path(source.path) for source in sources]
 
 

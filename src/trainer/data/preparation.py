@@ -123,6 +123,11 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
         )
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
+    return split_off(train, count, seed, source, skipped)
+
+
+def split_off(train: RecordTable, count: int, seed: int, source: DataSource, skipped: int) -> RecordSplit:
+    """`count` records of `train`, drawn with `seed`, held out as the validation set."""
     if count >= len(train):
         name = source.name if source.path else resolve_data_path(None)
         raise DataError([f"{name}: too few records ({len(train)}) to split off {count}"])

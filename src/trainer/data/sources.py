@@ -9,18 +9,23 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from trainer.config.sources import DEFAULT_SPLITS, DataSource, data_source, reads_repository
+from trainer.config.sources import DEFAULT_SPLITS, DataSource, data_sources, reads_repository
 from trainer.data.loading import Record
 from trainer.errors import DataError, first_line
 
 
 def configured_source(value: Any, key: str) -> DataSource:
-    """The source a validated config's `key` names; a dataset repository or Hub id gets the key's
+    """The source a validated config's `key` names (the first of a mixture), as `configured_sources`."""
+    return configured_sources(value, key)[0]
+
+
+def configured_sources(value: Any, key: str) -> list[DataSource]:
+    """The sources a validated config's `key` names; a dataset repository or Hub id gets the key's
     default split when it names none, so that messages name the split read."""
-    source = data_source(value, key)
-    if reads_repository(source) and source.split is None:
-        return replace(source, split=DEFAULT_SPLITS[key])
-    return source
+    return [
+        replace(source, split=DEFAULT_SPLITS[key]) if reads_repository(source) and source.split is None else source
+        for source in data_sources(value, key)
+    ]
 
 
 def repository_records(source: DataSource) -> Iterator[Record]:

@@ -1,0 +1,90 @@
+"""A mixture of sources, each with a weight (its share of the assistant tokens) or a number of
+examples, is one training set: its composition follows the weights, it is the same for the same
+seed, and changing a weight re-tokenizes nothing (each source has its own cache entry)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import problems_of
+from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.data import preparation
+from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
+from trainer.modeling.tiny import build_tokenizer
+from trainer.profiles.plain import PlainProfile
+
+PROFILE = PlainProfile(ProfileConfig(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(512)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """Two files whose answers differ in length: short ones (a few tokens) and long ones."""
+    short = tmp_path / "short.jsonl"
+    long = tmp_path / "long.jsonl"
+    short.write_text("".join(json.dumps({"prompt": f"Add {n} and 1.", "completion": str(n + 1)}) + "\n" for n in range(1500)))  # fmt: skip
+    long.write_text("".join(json.dumps({"instruction": f"Count to {n % 20 + 5}.", "output": " ".join(map(str, range(n % 20 + 5)))}) + "\n" for n in range(600)))  # fmt: skip
+    return short, long
+
+
+def mixed(sources, tokenizer, cache_dir, seed=0, weights=(3, 1)):
+    train = [{"path": str(path), "weight": weight} for path, weight in zip(sources, weights, strict=True)]
+    config = DataConfig(train=train, validation_max_samples=8, max_length=256)
+    split = load_data_split(config, PROFILE, seed)
+    return tokenize_data_split(split, PROFILE, "Be brief.", tokenizer, 256, cache_dir=cache_dir)
+
+
+def test_the_sources_share_the_assistant_tokens_as_weighted(sources, tokenizer, tmp_path):
+    data = mixed(sources, tokenizer, tmp_path / "cache")
+    short, long = (account["assistant_tokens"] for account in data.sources)
+    assert short / long == pytest.approx(3.0, rel=0.01)
+    # The mixture holds as many assistant tokens as its sources: the long one is sampled down.
+    assert sum(row_counts(data.train)[1]) == short + long
+    assert data.sources[1]["examples"] < data.sources[1]["available_examples"]
+
+
+def test_the_same_seed_makes_the_same_training_set_in_the_same_order(sources, tokenizer, tmp_path):
+    first = mixed(sources, tokenizer, tmp_path / "cache")
+    again = mixed(sources, tokenizer, tmp_path / "other-cache")
+    other_seed = mixed(sources, tokenizer, tmp_path / "cache", seed=1)
+    assert first.train["input_ids"] == again.train["input_ids"]
+    assert first.train["input_ids"] != other_seed.train["input_ids"]
+
+
+def test_changing_a_weight_re_tokenizes_nothing(sources, tokenizer, tmp_path, monkeypatch):
+    mixed(sources, tokenizer, tmp_path / "cache")
+    monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
+    data = mixed(sources, tokenizer, tmp_path / "cache", weights=(1, 1))
+    assert data.from_cache and all(account["read_from_cache"] for account in data.sources)
+    short, long = (account["assistant_tokens"] for account in data.sources)
+    assert short / long == pytest.approx(1.0, rel=0.01)
+
+
+def test_a_source_with_a_number_of_examples_gives_exactly_that_many(sources, tokenizer, tmp_path):
+    short, long = sources
+    train = [{"path": str(short), "weight": 1}, {"path": str(long), "examples": 500}]
+    split = load_data_split(DataConfig(train=train, validation_max_samples=8), PROFILE, 0)
+    data = tokenize_data_split(split, PROFILE, "Be brief.", tokenizer, 256)
+    assert [account["examples"] for account in data.sources][1] == 500
+    assert len(data.train) == sum(account["examples"] for account in data.sources)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[{path: A, weight: 0}]", "data.train[0].weight must be a number > 0 (got 0)"),
+        ("[{path: A, weight: 1}, {path: B}]", "data.train[1] needs either a weight (> 0) or a number of examples (>= 1) to be mixed"),
+        ("[]", "data.train is an empty list: a mixture is a non-empty list of sources in data.train"),
+        ("{path: A, weight: 2}", "data.train.weight applies to a source of a mixture (data.train as a list of sources)"),
+        ("[{path: A, weight: 1, examples: 3}]", "data.train[0] needs either a weight (> 0) or a number of examples (>= 1) to be mixed"),
+    ],
+)  # fmt: skip
+def test_a_malformed_mixture_is_one_line_naming_the_source(make_config, sources, value, problem):
+    value = value.replace("A", str(sources[0])).replace("B", str(sources[1]))
+    assert problems_of(make_config(f"data.train={value}")) == [problem]
