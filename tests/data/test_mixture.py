@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.helpers import problems_of
+from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data import preparation
 from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
@@ -42,11 +42,11 @@ def mixed(sources, tokenizer, cache_dir, seed=0, weights=(3, 1)):
 
 def test_the_sources_share_the_assistant_tokens_as_weighted(sources, tokenizer, tmp_path):
     data = mixed(sources, tokenizer, tmp_path / "cache")
-    short, long = (account["assistant_tokens"] for account in data.sources)
+    short, long = (account["assistant_tokens"] for account in data.stats["sources"])
     assert short / long == pytest.approx(3.0, rel=0.01)
     # The mixture holds as many assistant tokens as its sources: the long one is sampled down.
     assert sum(row_counts(data.train)[1]) == short + long
-    assert data.sources[1]["examples"] < data.sources[1]["available_examples"]
+    assert data.stats["sources"][1]["examples"] < data.stats["sources"][1]["available_examples"]
 
 
 def test_the_same_seed_makes_the_same_training_set_in_the_same_order(sources, tokenizer, tmp_path):
@@ -61,8 +61,8 @@ def test_changing_a_weight_re_tokenizes_nothing(sources, tokenizer, tmp_path, mo
     mixed(sources, tokenizer, tmp_path / "cache")
     monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
     data = mixed(sources, tokenizer, tmp_path / "cache", weights=(1, 1))
-    assert data.from_cache and all(account["read_from_cache"] for account in data.sources)
-    short, long = (account["assistant_tokens"] for account in data.sources)
+    assert data.from_cache and all(account["read_from_cache"] for account in data.stats["sources"])
+    short, long = (account["assistant_tokens"] for account in data.stats["sources"])
     assert short / long == pytest.approx(1.0, rel=0.01)
 
 
@@ -71,8 +71,8 @@ def test_a_source_with_a_number_of_examples_gives_exactly_that_many(sources, tok
     train = [{"path": str(short), "weight": 1}, {"path": str(long), "examples": 500}]
     split = load_data_split(DataConfig(train=train, validation_max_samples=8), PROFILE, 0)
     data = tokenize_data_split(split, PROFILE, "Be brief.", tokenizer, 256)
-    assert [account["examples"] for account in data.sources][1] == 500
-    assert len(data.train) == sum(account["examples"] for account in data.sources)
+    assert [account["examples"] for account in data.stats["sources"]][1] == 500
+    assert len(data.train) == sum(account["examples"] for account in data.stats["sources"])
 
 
 @pytest.mark.parametrize(
@@ -88,3 +88,28 @@ def test_a_source_with_a_number_of_examples_gives_exactly_that_many(sources, tok
 def test_a_malformed_mixture_is_one_line_naming_the_source(make_config, sources, value, problem):
     value = value.replace("A", str(sources[0])).replace("B", str(sources[1]))
     assert problems_of(make_config(f"data.train={value}")) == [problem]
+
+
+MIX_RUN = ["train.max_steps=6", "train.save_steps=3", "train.logging_steps=1", "train.eval_steps=6", "train.per_device_train_batch_size=4"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_order(sources, model_cache, tmp_path):
+    short, long = sources
+    mixture = f"data.train=[{{path: {short}, weight: 3}}, {{path: {long}, weight: 1}}]"
+    reference = tmp_path / "reference"
+    completed = run_trainer(model_cache, mixture, *MIX_RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    accounts = read_json(reference / "result.json")["summary"]["sources"]
+    assert accounts == read_json(reference / "tokenized.json")["stats"]["sources"]
+    assert accounts[0]["assistant_tokens"] / accounts[1]["assistant_tokens"] == pytest.approx(3.0, rel=0.01)
+
+    killed = tmp_path / "killed"
+    kill_at_checkpoint(model_cache, killed, 3, mixture, *MIX_RUN)
+    changed = resume(killed, mixture.replace("weight: 1", "weight: 2"))
+    assert changed.returncode == 2 and "Cannot resume with data.train=" in changed.stderr
+    resumed = resume(killed)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    losses = losses_by_step(killed)
+    assert [step for step, _ in losses] == list(range(1, 7))
+    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in losses_by_step(reference)], abs=1e-5)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import DataConfig
-from trainer.config.sources import data_sources
+from trainer.config.sources import DataSource, data_sources, is_mixture
 from trainer.data.loading import resolve_data_path
 from trainer.errors import UserError
 from trainer.run.files import write_json_atomic
@@ -18,6 +19,8 @@ from trainer.run.files import write_json_atomic
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# The entry of data.json for the sources as configured (Hub ids, revisions, weights).
+MIXTURE_ENTRY = "data.train and data.validation as configured (Hub ids, revisions, weights)"
 
 
 def data_files(config: DataConfig) -> list[Path]:
@@ -26,6 +29,22 @@ def data_files(config: DataConfig) -> list[Path]:
     if config.validation:
         sources += data_sources(config.validation, "data.validation")
     return [resolve_data_path(source.path) for source in sources]
+
+
+def sources_entry(config: DataConfig) -> dict[str, Any] | None:
+    """What the config says of sources whose content no file here shows: a Hub id's revision, a
+    mixture's weights. None for local sources without weights (their files say it all)."""
+    sources = data_sources(config.train, "data.train")
+    if config.validation:
+        sources += data_sources(config.validation, "data.validation")
+    if not is_mixture(config.train) and all(reads_local_path(source) for source in sources):
+        return None
+    described = json.dumps([asdict(source) for source in sources], sort_keys=True).encode()
+    return {"path": MIXTURE_ENTRY, "size": 0, "mtime": 0.0, "sha256": hashlib.sha256(described).hexdigest()}
+
+
+def reads_local_path(source: DataSource) -> bool:
+    return source.path is None or Path(source.path).expanduser().exists()
 
 
 def fingerprint(path: Path) -> dict[str, Any] | None:
@@ -70,6 +89,8 @@ def data_changes(
     Reads only: a resume is refused before anything is written into the run."""
     # A missing file is left to the data loader, which names it.
     current = {item["path"]: item for item in map(fingerprint, data_files(config)) if item is not None}
+    if (configured := sources_entry(config)) is not None:
+        current[configured["path"]] = configured
     previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
     if previous is None:
         return current, None, []

@@ -65,15 +65,6 @@ class MixtureSplit:
         return [pair for _, part in self.parts for pair in part.train]
 
 
-@dataclass
-class MixedData(TokenizedData):
-    # Per source: its name, weight or examples, cache entry, and what it gave to the mixture.
-    sources: list[dict[str, Any]] | None = None
-
-    def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "sources": self.sources}
-
-
 def load_data_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit | MixtureSplit:
     """`load_record_split` for one source; for a mixture, each source's records checked on their own."""
     if not is_mixture(config.train):
@@ -133,14 +124,14 @@ def tokenize_data_split(
         "train_tokens": sum(account["tokens"] for account in accounts),
         "train_assistant_tokens": sum(account["assistant_tokens"] for account in accounts),
         "validation_examples": sum(len(validation) for validation in validations),
+        # Per source: its name, weight or examples, cache entry, and what it gave to the mixture.
+        "sources": accounts,
     }
-    return MixedData(
+    return TokenizedData(
         train=train,
         validation=concatenate_datasets(validations) if validations else None,
         stats=stats,
-        cache_entry=None,
         from_cache=all(data.from_cache for data in tokenized),
-        sources=accounts,
     )
 
 

@@ -88,7 +88,8 @@ class RecordSplit:
 class TokenizedData:
     train: Dataset
     validation: Dataset | None
-    stats: dict[str, int] = field(default_factory=dict)
+    # Counts by name; a mixture adds `sources`, the counts of each source.
+    stats: dict[str, Any] = field(default_factory=dict)
     # The cache entry the sets were read from, and whether it existed before this run asked.
     cache_entry: Path | None = None
     from_cache: bool = False
