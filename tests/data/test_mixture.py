@@ -5,8 +5,11 @@ seed, and changing a weight re-tokenizes nothing (each source has its own cache 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
@@ -113,3 +116,18 @@ def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_or
     losses = losses_by_step(killed)
     assert [step for step, _ in losses] == list(range(1, 7))
     assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in losses_by_step(reference)], abs=1e-5)
+
+
+def test_a_data_setup_is_a_group_option_over_which_data_keys_still_apply(sources, tmp_path):
+    short, long = sources
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    setup = {
+        "train": [{"path": str(short), "weight": 3}, {"path": str(long), "weight": 1}],
+        "validation_max_samples": 4,
+    }
+    (tmp_path / "conf" / "data" / "my_mix.yaml").write_text(yaml.safe_dump(setup))
+    command = [sys.executable, "-m", "trainer", "--config-dir", str(tmp_path / "conf"), "data=my_mix"]
+    completed = subprocess.run([*command, "data.max_length=100", "--cfg", "job"], capture_output=True, text=True)
+    data = yaml.safe_load(completed.stdout)["data"]
+    assert data["train"] == setup["train"]
+    assert (data["validation_max_samples"], data["max_length"]) == (4, 100)
