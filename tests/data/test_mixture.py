@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
@@ -17,6 +18,7 @@ from trainer.data import preparation
 from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
+from trainer.run.layout import RunDirectory
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
 
@@ -106,6 +108,11 @@ def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_or
     accounts = read_json(reference / "result.json")["summary"]["sources"]
     assert accounts == read_json(reference / "tokenized.json")["stats"]["sources"]
     assert accounts[0]["assistant_tokens"] / accounts[1]["assistant_tokens"] == pytest.approx(3.0, rel=0.01)
+    events = EventAccumulator(str(RunDirectory(reference).tensorboard_dir))
+    events.Reload()
+    for position, account in enumerate(accounts):
+        [scalar] = events.Scalars(f"data/source_{position}/assistant_tokens")
+        assert scalar.value == account["assistant_tokens"]
 
     killed = tmp_path / "killed"
     kill_at_checkpoint(model_cache, killed, 3, mixture, *MIX_RUN)

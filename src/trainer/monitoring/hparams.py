@@ -95,6 +95,21 @@ def write_run_hparams(run_dir: RunDirectory, config: TrainerConfig, result: Trai
         for tag, value in metrics.items():
             if value is not None and math.isfinite(value):
                 writer.add_scalar(tag, value, result.global_step)
+        for tag, value in source_scalars(result.summary).items():
+            writer.add_scalar(tag, value, result.global_step)
+
+
+# What a mixture reports of each source (result.json summary.sources), as scalars data/source_N/COUNT.
+SOURCE_COUNTS = ("examples", "tokens", "assistant_tokens", "truncated", "skipped")
+
+
+def source_scalars(summary: dict) -> dict[str, int]:
+    """A mixture's per-source counts by TensorBoard tag, sources numbered as data.train lists them."""
+    return {
+        f"data/source_{position}/{count}": source[count]
+        for position, source in enumerate(summary.get("sources") or [])
+        for count in SOURCE_COUNTS
+    }
 
 
 def experiment_pb(hparams: list[HParam], set_apart: set[str], metrics: dict[str, float | None]) -> summary_pb2.Summary:
