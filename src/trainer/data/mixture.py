@@ -21,7 +21,6 @@ from typing import Any
 import numpy
 import pyarrow
 from datasets import Dataset, concatenate_datasets
-from transformers import PreTrainedTokenizerBase
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource, is_mixture
@@ -90,23 +89,12 @@ def load_data_split(config: DataConfig, profile: Profile, seed: int) -> RecordSp
     return MixtureSplit(parts, seed)
 
 
-def tokenize_data_split(
-    split: RecordSplit | MixtureSplit,
-    profile: Profile,
-    system_prompt: str,
-    tokenizer: PreTrainedTokenizerBase,
-    max_length: int,
-    cache_dir: Path | None = None,
-    num_proc: int | None = None,
-) -> TokenizedData:
-    """`tokenize_split` for one source; a mixture's sources each tokenized into their own cache
-    entry, then mixed."""
+def tokenize_data_split(split: RecordSplit | MixtureSplit, *arguments: Any, **options: Any) -> TokenizedData:
+    """`tokenize_split(split, *arguments, **options)` for one source; a mixture's sources each
+    tokenized so, into their own cache entry, then mixed."""
     if not isinstance(split, MixtureSplit):
-        return tokenize_split(split, profile, system_prompt, tokenizer, max_length, cache_dir, num_proc)
-    tokenized = [
-        tokenize_split(part, profile, system_prompt, tokenizer, max_length, cache_dir, num_proc)
-        for _, part in split.parts
-    ]
+        return tokenize_split(split, *arguments, **options)
+    tokenized = [tokenize_split(part, *arguments, **options) for _, part in split.parts]
     sources = [source for source, _ in split.parts]
     learned = [row_counts(data.train) for data in tokenized]
     chosen = mixture_rows(sources, [assistant for _, assistant in learned], split.seed)
