@@ -133,8 +133,8 @@ def test_a_data_setup_is_a_group_option_over_which_data_keys_still_apply(sources
         "validation_max_samples": 4,
     }
     (tmp_path / "conf" / "data" / "my_mix.yaml").write_text(yaml.safe_dump(setup))
-    command = [sys.executable, "-m", "trainer", "--config-dir", str(tmp_path / "conf"), "data=my_mix"]
-    completed = subprocess.run([*command, "data.max_length=100", "--cfg", "job"], capture_output=True, text=True)
+    command = [sys.executable, "-m", "trainer", "--cfg", "job", "--config-dir", str(tmp_path / "conf")]
+    completed = subprocess.run([*command, "data=my_mix", "data.max_length=100"], capture_output=True, text=True)
     data = yaml.safe_load(completed.stdout)["data"]
     assert data["train"] == setup["train"]
     assert (data["validation_max_samples"], data["max_length"]) == (4, 100)

@@ -149,7 +149,9 @@ def type_problems(section: Any, prefix: str = "") -> list[str]:
 
 def is_of_type(value: Any, expected: Any) -> bool:
     """`isinstance` for the annotations of the schema: unions, lists of a type, an int as a float,
-    never a bool as a number."""
+    never a bool as a number; `Any` is a data source (trainer.config.sources checks the rest)."""
+    if expected is Any:
+        return isinstance(value, str | dict | list | tuple | None)
     if get_origin(expected) in (Union, UnionType):
         return any(is_of_type(value, option) for option in get_args(expected))
     if get_origin(expected) is list:
@@ -162,6 +164,8 @@ def is_of_type(value: Any, expected: Any) -> bool:
 
 
 def type_name(expected: Any) -> str:
+    if expected is Any:
+        return "a path, a Hub dataset id, a source {path, ...} or a list of sources"
     if get_origin(expected) in (Union, UnionType):
         return " or ".join(type_name(option) for option in get_args(expected))
     if get_origin(expected) is list:

@@ -49,6 +49,10 @@ class TokenizedBatch:
     has_assistant_tokens: numpy.ndarray
 
 
+# The fields of `TokenizedBatch` in order: two lists of rows, then one array each.
+BATCH_COLUMNS = ("input_ids", "labels", "truncated", "lengths", "has_assistant_tokens")
+
+
 def tokenize_with_assistant_mask(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict], max_length: int
 ) -> TokenizedExample:
@@ -74,22 +78,24 @@ def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: list[dict], 
 def interleaved(parts: list[tuple[list[int], TokenizedBatch]]) -> TokenizedBatch:
     """Batches of rows at the given positions merged into one batch in position order."""
     rows = sorted(
-        (position, batch.input_ids[row], batch.labels[row], batch.truncated[row], batch.has_assistant_tokens[row])
+        (position, *(getattr(batch, name)[row] for name in BATCH_COLUMNS))
         for positions, batch in parts
         for row, position in enumerate(positions)
     )
-    _, input_ids, labels, truncated, learned = zip(*rows, strict=True)
-    return TokenizedBatch(list(input_ids), list(labels), numpy.array(truncated), numpy.array(learned))
+    columns = list(zip(*rows, strict=True))[1:]
+    return TokenizedBatch(list(columns[0]), list(columns[1]), *(numpy.array(column) for column in columns[2:]))
 
 
 def tokenize_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> TokenizedBatch:
     """Each text's tokens and the end-of-sequence token, every one learned."""
     encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
     rows = [numpy.array([*ids, tokenizer.eos_token_id], dtype=numpy.int32) for ids in encoded["input_ids"]]
+    lengths = numpy.array([len(row) for row in rows], dtype=numpy.int64)
     return TokenizedBatch(
         input_ids=[row[:max_length] for row in rows],
         labels=[row[:max_length].copy() for row in rows],
-        truncated=numpy.array([len(row) > max_length for row in rows], dtype=bool),
+        truncated=lengths > max_length,
+        lengths=lengths,
         has_assistant_tokens=numpy.ones(len(rows), dtype=bool),
     )
 
