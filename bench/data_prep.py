@@ -23,7 +23,8 @@ from pathlib import Path
 from bench.report import Spread, Target, tables_markdown
 from bench.workload import SYSTEM_PROMPT, write_chats
 
-CONTENDERS = ("floor", "trainer")
+# trainer_mixture: the same chats as two sources (each half of the file), mixed 1:1.
+CONTENDERS = ("floor", "trainer", "trainer_mixture")
 BATCH_SIZE = 256
 # Rounds per size, each running both contenders back to back (in alternating order): on a shared
 # machine the load drifts, so each round's pair is compared, not the runs of different rounds.
@@ -36,6 +37,7 @@ def run_data_benchmark(sizes: list[int], num_proc: int, workdir: Path) -> dict:
     results: dict[str, dict[str, list[dict]]] = {str(size): {name: [] for name in CONTENDERS} for size in sizes}
     for size in sizes:
         chats = write_chats(workdir / f"chats-{size}.jsonl", size)
+        write_halves(chats)
         for round_ in range(ROUNDS):
             for name in CONTENDERS if round_ % 2 == 0 else reversed(CONTENDERS):
                 result = measure(name, chats, num_proc, workdir / f"{name}-{size}-{round_}")
@@ -61,8 +63,9 @@ def measure(name: str, chats: Path, num_proc: int, workdir: Path) -> dict:
 def summarize(results: dict[str, dict[str, list[dict]]], sizes: list[int], num_proc: int) -> dict:
     rows = [(f"{name}, {size:,} chats", describe(results[str(size)][name])) for size in sizes for name in CONTENDERS]
     targets = [
-        Target(f"trainer / floor {label}, {size:,} chats", Spread.of(ratios(results[str(size)], measure)), 1.0)
+        Target(f"{name} / floor {label}, {size:,} chats", Spread.of(ratios(results[str(size)], measure, name)), 1.0)
         for size in sizes
+        for name in CONTENDERS[1:]
         for measure, label in (("conversations_per_sec", "chats/s"), ("conversations_per_cpu_sec", "chats per CPU-second"))
     ]  # fmt: skip
     peaks = {size: statistics.median(run["peak_rss_mb"] for run in results[str(size)]["trainer"]) for size in sizes}
@@ -79,17 +82,16 @@ def summarize(results: dict[str, dict[str, list[dict]]], sizes: list[int], num_p
         "the wall time (not the interpreter's start), which other load on the machine does not change. The chats of "
         "bench/workload.py (a system prompt and 1..10 arithmetic turns), the tiny byte-level BPE tokenizer, ChatML. "
         "floor: `datasets.load_dataset` + batched `map` rendering the template and tokenizing, no mask; trainer: "
-        "the product's read, check, render once, mask, tokenize, save to its cache entry."
+        "the product's read, check, render once, mask, tokenize, save to its cache entry; trainer_mixture: the same "
+        "chats as two files (the halves), a 1:1 mixture: each source prepared into its own entry, then mixed."
     )
     markdown = header + "\n\n" + tables_markdown(rows, targets)
     return {"sizes": sizes, "num_proc": num_proc, "results": results, "targets": [target.to_dict() for target in targets], "markdown": markdown}  # fmt: skip
 
 
-def ratios(results: dict[str, list[dict]], measure: str) -> list[float]:
-    """trainer / floor for each round."""
-    return [
-        trainer[measure] / floor[measure] for trainer, floor in zip(results["trainer"], results["floor"], strict=True)
-    ]
+def ratios(results: dict[str, list[dict]], measure: str, name: str = "trainer") -> list[float]:
+    """`name` / floor for each round."""
+    return [ours[measure] / floor[measure] for ours, floor in zip(results[name], results["floor"], strict=True)]
 
 
 def describe(runs: list[dict]) -> str:
@@ -140,11 +142,39 @@ def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
     return len(records.train), data.stats["train_tokens"]
 
 
+def run_trainer_mixture(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
+    """The product's preparation of a 1:1 mixture of the two halves of `chats` (split off before the clock)."""
+    from trainer.config.schema import DataConfig, ProfileConfig
+    from trainer.data.mixture import load_data_split, tokenize_data_split
+    from trainer.modeling.tiny import build_tokenizer
+    from trainer.profiles.plain import PlainProfile
+
+    tokenizer = build_tokenizer(512)
+    profile = PlainProfile(ProfileConfig(), seed=0)
+    halves = [{"path": str(half), "weight": 1} for half in chats.parent.glob(f"{chats.stem}-half-*.jsonl")]
+    config = DataConfig(
+        train=sorted(halves, key=str), validation_split=0.0, max_length=4096, system_prompt=SYSTEM_PROMPT
+    )
+    records = load_data_split(config, profile, seed=0)
+    data = tokenize_data_split(
+        records, profile, SYSTEM_PROMPT, tokenizer, config.max_length, workdir / "cache", num_proc
+    )
+    return data.stats["train_examples"], data.stats["train_tokens"]
+
+
+def write_halves(chats: Path) -> None:
+    """The two sources of the mixture contender: the first and the second half of `chats`' lines."""
+    lines = chats.read_bytes().splitlines(keepends=True)
+    for number, half in enumerate((lines[: len(lines) // 2], lines[len(lines) // 2 :])):
+        (chats.parent / f"{chats.stem}-half-{number}.jsonl").write_bytes(b"".join(half))
+
+
 def contender_main() -> None:
     name, chats, num_proc, workdir = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     workdir.mkdir(parents=True, exist_ok=True)
     started, cpu_started = time.perf_counter(), time.process_time()
-    conversations, tokens = (run_floor if name == "floor" else run_trainer)(chats, num_proc, workdir)
+    contenders = {"floor": run_floor, "trainer": run_trainer, "trainer_mixture": run_trainer_mixture}
+    conversations, tokens = contenders[name](chats, num_proc, workdir)
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would report the benchmark's own peak.
     peak_kb = int(

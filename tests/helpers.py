@@ -177,3 +177,18 @@ def problems_of(config) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         validate_config(config, gather_facts())
     return caught.value.problems
+
+
+def learned_text(tokenizer, example) -> list[str]:
+    """The runs of consecutive labelled tokens, decoded."""
+    runs, current = [], []
+    for label in example.labels:
+        if label == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(label)
+    if current:
+        runs.append(current)
+    return [tokenizer.decode(run) for run in runs]

@@ -58,8 +58,9 @@ def test_unsupported_data_format_is_named(make_config, tmp_path):
     data = tmp_path / "chats.txt"
     data.write_text("hello\n")
     assert problems_of(make_config(f"data.train={data}")) == [
-        f"data.train={data} has an unsupported format; use .jsonl, .json, .parquet or a directory written by "
-        "datasets' save_to_disk"
+        f"data.train={data} has an unsupported format; use .jsonl, .json, .parquet (JSON ones also compressed: "
+        ".gz, .bz2, .xz, .zst, .lz4), a directory written by datasets' save_to_disk, or a dataset repository "
+        "(README.md with configs:)"
     ]
 
 

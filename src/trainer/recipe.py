@@ -16,8 +16,9 @@ from transformers import Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
+from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.mixture import load_data_split, tokenize_data_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
@@ -68,7 +69,7 @@ def train(
         config.model.name,
         config.profile.name,
         config.precision.name,
-        config.data.train or "sample",
+        source_name(config.data.train, "data.train"),
         config.run.date,
         run_dir.root,
     )
@@ -83,7 +84,7 @@ def train(
     # Streaming reads only the validation records now; the training records as training needs them.
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
-    records = (held_out_split if config.data.streaming else load_record_split)(config.data, profile, config.seed)
+    records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
     plan = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
@@ -100,7 +101,7 @@ def train(
         data = (
             stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
             if config.data.streaming
-            else tokenize_split(
+            else tokenize_data_split(
                 records,
                 profile,
                 system_prompt,

@@ -94,7 +94,7 @@ BAD_LINES = [
     json.dumps({"messages": [{"role": "user"}, {"role": "assistant", "content": "hi"}]}),
     json.dumps({"messages": [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "hi"}]}),
     json.dumps({"messages": [{"role": "user", "content": "anyone there?"}]}),
-    json.dumps({"text": "not a chat"}),
+    json.dumps({"body": "not a chat"}),
     json.dumps({"conversations": [{"from": "alien", "value": "hi"}]}),
     json.dumps({"messages": MESSAGES}),
 ]
@@ -109,9 +109,10 @@ def test_every_bad_line_is_listed_with_its_number_in_one_error(tmp_path):
         f"{path}:2 (example 1): invalid JSON (Expecting value at column 15)",
         f"{path}:3 (example 2): 'messages' must be a non-empty list",
         f"{path}:4 (example 3): messages[0].content must be a string",
-        f"{path}:5 (example 4): messages[0].role must be one of system, user, assistant (got 'robot')",
+        f"{path}:5 (example 4): messages[0].role must be one of system, user, assistant, tool (got 'robot')",
         f"{path}:6 (example 5): no assistant turn: there is nothing to learn from this conversation",
-        f"{path}:7 (example 6): expected 'messages', 'conversations' (ShareGPT) or 'prompt' + 'completion'; found keys 'text'",
+        f"{path}:7 (example 6): expected 'messages', 'conversations' (ShareGPT), 'prompt' + 'completion', "
+        "'instruction' + 'output' (Alpaca) or 'text' (raw text); found keys 'body'",
         f"{path}:8 (example 7): conversations[0].from must be one of system, human, user, gpt, assistant (got 'alien')",
     ]
     assert str(caught.value).startswith("Invalid data (7 problems):\n")

@@ -35,7 +35,7 @@ def split():
 
 def test_a_second_tokenization_of_the_same_inputs_reads_the_cache(split, tokenizer, tmp_path, monkeypatch):
     first = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
-    monkeypatch.setattr(preparation, "tokenize_conversations", pytest.fail)
+    monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
     again = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
     assert again.train["input_ids"] == first.train["input_ids"] and again.train["labels"] == first.train["labels"]
     assert again.validation["labels"] == first.validation["labels"]

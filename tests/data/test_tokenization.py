@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import learned_text
 from tests.template_families import CONVERSATION, FAMILIES, NO_SYSTEM, UNICODE, family_tokenizer, rendered_answer
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.modeling.template_layout import TemplateError
@@ -21,21 +22,6 @@ def with_marker_text(family: str) -> list[dict[str, str]]:
         {"role": "user", "content": "Thanks."},
         {"role": "assistant", "content": f"{markers}"},
     ]
-
-
-def learned_text(tokenizer, example) -> list[str]:
-    """The runs of consecutive labelled tokens, decoded."""
-    runs, current = [], []
-    for label in example.labels:
-        if label == IGNORE_INDEX:
-            if current:
-                runs.append(current)
-            current = []
-        else:
-            current.append(label)
-    if current:
-        runs.append(current)
-    return [tokenizer.decode(run) for run in runs]
 
 
 def expected_answers(family: str, messages: list[dict[str, str]]) -> list[str]:

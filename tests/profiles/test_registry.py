@@ -49,6 +49,6 @@ def test_bad_examples_are_reported_with_their_file_line_index_and_problem(make_c
     with pytest.raises(DataError) as caught:
         load_record_split(config.data, build_profile(config.profile, config.seed), config.seed)
     assert caught.value.problems == [
-        f"{data}:2 (example 1): messages[0].role must be one of system, user, assistant (got 'robot')",
+        f"{data}:2 (example 1): messages[0].role must be one of system, user, assistant, tool (got 'robot')",
         f"{data}:3 (example 2): 'messages' must be a non-empty list",
     ]

@@ -13,6 +13,8 @@ This module imports no torch or transformers: `--help` and `--cfg job` stay fast
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -25,7 +27,23 @@ MODEL_SOURCES = ("tiny", "pretrained")
 CHAT_TEMPLATE_MODES = ("auto", "chatml", "tokenizer")
 BAD_RECORD_POLICIES = ("error", "skip")
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
-SUPPORTED_FORMATS = f"{', '.join(SUPPORTED_SUFFIXES)} or a directory written by datasets' save_to_disk"
+# Single-file compressions of JSON Lines and JSON, as datasets reads them (.zst and .lz4 need the
+# zstandard and lz4 packages): e.g. data.jsonl.gz.
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+SUPPORTED_FORMATS = (
+    f"{', '.join(SUPPORTED_SUFFIXES)} (JSON ones also compressed: {', '.join(COMPRESSION_SUFFIXES)}), "
+    "a directory written by datasets' save_to_disk, or a dataset repository (README.md with configs:)"
+)
+
+
+def format_suffix(name: str) -> str:
+    """The suffix that names a data file's format, behind its compression's: .jsonl for x.jsonl.gz
+    (JSON only: a compressed Parquet file keeps its compression's suffix, which no reader takes)."""
+    suffixes = PurePath(name).suffixes[-2:]
+    compressed = len(suffixes) == 2 and suffixes[1] in COMPRESSION_SUFFIXES and suffixes[0] in (".jsonl", ".json")
+    return suffixes[0] if compressed else PurePath(name).suffix
+
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 PREVIEW_BACKENDS = ("none", "local", "remote")
 REMOTE_PROTOCOLS = ("openai", "generate")
@@ -91,10 +109,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # A file (SUPPORTED_FORMATS) of chats; None means the sample chat data shipped inside the package.
-    train: str | None = None
-    # A file like `train`; None: a seeded split held out of `train` (the two knobs below).
-    validation: str | None = None
+    # Where the records come from (trainer.config.sources): a file (SUPPORTED_FORMATS), a directory
+    # (save_to_disk, or laid out like a Hub dataset repository) or a Hub dataset id; or an object
+    # {path, subset, split, revision}. None means the sample chat data shipped inside the package.
+    train: Any = None
+    # A source like `train` (its split defaults to "validation"); None: a seeded split held out
+    # of `train` (the two knobs below).
+    validation: Any = None
     # Without `validation`: the share of `train` held out for the eval loss...
     validation_split: float = 0.1
     # ...but at most this many examples (evaluation time stays flat as the data grows).

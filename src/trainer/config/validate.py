@@ -11,7 +11,6 @@ import importlib.util
 import json
 import math
 import re
-import stat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
@@ -37,23 +36,22 @@ from trainer.config.schema import (
     REMOTE_PROTOCOLS,
     STATE_DICT_TYPES,
     STRATEGIES,
-    SUPPORTED_FORMATS,
-    SUPPORTED_SUFFIXES,
     SWEEP_METRICS,
     SWEEP_MODES,
     WANDB_MODES,
+    DataConfig,
     DistributedConfig,
     LoggerConfig,
     PreviewConfig,
     TrainerConfig,
 )
+from trainer.config.sources import is_mixture, parse_sources, reads_repository, source_problems
 from trainer.errors import ConfigError
 
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
 # Any one of these holds a tokenizer's vocabulary (fast, SentencePiece, BPE, WordPiece).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt")
 # What `save_to_disk` writes into a Dataset's (state.json) or a DatasetDict's directory.
-SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
 TOKEN_ENV_KEY = "preview.remote.token_env"
 ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Some tokens are valid variable names (hf_..., ghp_...): known prefixes, and long mixed-case
@@ -157,7 +155,9 @@ def type_problems(section: Any, prefix: str = "") -> list[str]:
 
 def is_of_type(value: Any, expected: Any) -> bool:
     """`isinstance` for the annotations of the schema: unions, lists of a type, an int as a float,
-    never a bool as a number."""
+    never a bool as a number; `Any` is a data source (trainer.config.sources checks the rest)."""
+    if expected is Any:
+        return isinstance(value, str | dict | list | tuple | None)
     if get_origin(expected) in (Union, UnionType):
         return any(is_of_type(value, option) for option in get_args(expected))
     if get_origin(expected) is list:
@@ -170,6 +170,8 @@ def is_of_type(value: Any, expected: Any) -> bool:
 
 
 def type_name(expected: Any) -> str:
+    if expected is Any:
+        return "a path, a Hub dataset id, a source {path, ...} or a list of sources"
     if get_origin(expected) in (Union, UnionType):
         return " or ".join(type_name(option) for option in get_args(expected))
     if get_origin(expected) is list:
@@ -190,8 +192,7 @@ def settings(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def unusable_path_problems(config: TrainerConfig) -> list[str]:
     paths = {
-        "data.train": config.data.train,
-        "data.validation": config.data.validation,
+        **source_paths(config.data),
         "model.path": config.model.path,
         "model.cache_dir": config.model.cache_dir,
         "distributed.deepspeed": config.distributed.deepspeed,
@@ -208,6 +209,20 @@ def unusable_path_problems(config: TrainerConfig) -> list[str]:
         except RuntimeError:
             problems.append(f"{key}={path}: its ~ names no user's home directory on this machine")
     return problems
+
+
+def source_paths(data: DataConfig) -> dict[str, str]:
+    """The paths of the data sources, by key; a source that is not well formed has none here."""
+    return {
+        f"{key}[{position}]" if is_mixture(value) else key: source.path
+        for key, value in data_keys(data).items()
+        for position, source in enumerate(parse_sources(value, key)[0])
+        if source.path is not None
+    }
+
+
+def data_keys(data: DataConfig) -> dict[str, Any]:
+    return {"data.train": data.train, "data.validation": data.validation}
 
 
 def model_problems(config: TrainerConfig, facts: Facts) -> list[str]:
@@ -262,7 +277,7 @@ def looks_like_local_path(path: str) -> bool:
 
 def data_problems(config: TrainerConfig) -> list[str]:
     data = config.data
-    problems = [*data_file_problems("data.train", data.train), *data_file_problems("data.validation", data.validation)]
+    problems = [problem for key, value in data_keys(data).items() for problem in source_problems(value, key)]
     if not 0.0 <= data.validation_split < 1.0:
         problems.append(f"data.validation_split must be in [0, 1) (got {data.validation_split})")
     if data.validation_max_samples < 0:
@@ -282,6 +297,13 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.shuffle_buffer must be >= 1, 1 for file order (got {config.data.shuffle_buffer})")
     if not config.data.streaming:
         return problems
+    if is_mixture(config.data.train):
+        problems.append("data.streaming=true streams one file; mix sources with data.streaming=false")
+    elif (sources := parse_sources(config.data.train, "data.train")[0]) and reads_repository(sources[0]):
+        problems.append(
+            f"data.streaming=true reads data files; data.train={sources[0].name} is a dataset repository or Hub "
+            "id: stream a file of it, or set data.streaming=false"
+        )
     if config.train.max_steps <= 0:
         problems.append(
             f"data.streaming=true needs train.max_steps > 0 (got {config.train.max_steps}): "
@@ -303,33 +325,6 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
             f"set distributed.nproc_per_node=1 (got {config.distributed.nproc_per_node}) or data.streaming=false"
         )
     return problems
-
-
-def data_file_problems(key: str, path: str | None) -> list[str]:
-    if path is None:
-        return []
-    file = Path(path).expanduser()
-    if not file.exists():
-        return [f"{key}={path} does not exist"]
-    if file.is_dir() and not any((file / marker).is_file() for marker in SAVED_DATASET_MARKERS):
-        return [f"{key}={path} is a directory without a saved dataset (no state.json from save_to_disk)"]
-    if not file.is_file() and not file.is_dir():
-        # Reading a FIFO or a device would block or never end: refused before any byte is read.
-        return [f"{key}={path} is a {special_file_kind(file)}, not a regular file; use {SUPPORTED_FORMATS}"]
-    if file.is_file() and file.suffix not in SUPPORTED_SUFFIXES:
-        return [f"{key}={path} has an unsupported format; use {SUPPORTED_FORMATS}"]
-    return []
-
-
-def special_file_kind(path: Path) -> str:
-    mode = path.stat().st_mode
-    kinds = {
-        stat.S_ISFIFO: "named pipe (FIFO)",
-        stat.S_ISSOCK: "socket",
-        stat.S_ISCHR: "character device",
-        stat.S_ISBLK: "block device",
-    }
-    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
 
 
 def choice_problems(config: TrainerConfig, facts: Facts) -> list[str]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import DataConfig
+from trainer.config.sources import DataSource, data_sources, is_mixture
 from trainer.data.cache import default_cache_dir
 from trainer.data.loading import resolve_data_path
 from trainer.data.record_cache import remembered_sha256
@@ -21,14 +23,32 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 # From this size on, hashing takes long enough for the user to wonder what the run is doing.
 ANNOUNCED_SIZE = 16 << 20
+# The entry of data.json for the sources as configured (Hub ids, revisions, weights).
+MIXTURE_ENTRY = "data.train and data.validation as configured (Hub ids, revisions, weights)"
 
 
 def data_files(config: DataConfig) -> list[Path]:
     """The files (or saved-dataset directories) a run reads its records from."""
-    paths = [resolve_data_path(config.train)]
+    sources = data_sources(config.train, "data.train")
     if config.validation:
-        paths.append(resolve_data_path(config.validation))
-    return paths
+        sources += data_sources(config.validation, "data.validation")
+    return [resolve_data_path(source.path) for source in sources]
+
+
+def sources_entry(config: DataConfig) -> dict[str, Any] | None:
+    """What the config says of sources whose content no file here shows: a Hub id's revision, a
+    mixture's weights. None for local sources without weights (their files say it all)."""
+    sources = data_sources(config.train, "data.train")
+    if config.validation:
+        sources += data_sources(config.validation, "data.validation")
+    if not is_mixture(config.train) and all(reads_local_path(source) for source in sources):
+        return None
+    described = json.dumps([asdict(source) for source in sources], sort_keys=True).encode()
+    return {"path": MIXTURE_ENTRY, "size": 0, "mtime": 0.0, "sha256": hashlib.sha256(described).hexdigest()}
+
+
+def reads_local_path(source: DataSource) -> bool:
+    return source.path is None or Path(source.path).expanduser().exists()
 
 
 def fingerprint(path: Path, digests: Path | None = None) -> dict[str, Any] | None:
@@ -87,6 +107,8 @@ def data_changes(
         (Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()) if config.cache else None
     )
     current = {item["path"]: item for path in data_files(config) if (item := fingerprint(path, digests)) is not None}
+    if (configured := sources_entry(config)) is not None:
+        current[configured["path"]] = configured
     previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
     if previous is None:
         return current, None, []

@@ -1,6 +1,7 @@
 """Reading chat records from disk, each remembered with the file and line (or row) it came from.
 
-Accepted: JSON Lines, a JSON array, Parquet, and a directory written by `datasets`' `save_to_disk`.
+Accepted: JSON Lines, a JSON array (both also compressed, decompressed as they are read, as
+`datasets` reads them), Parquet, and a directory written by `datasets`' `save_to_disk`.
 Text is UTF-8, with or without a byte order mark. An entry that cannot be read at all (invalid
 UTF-8 or JSON, a lone surrogate, absurd nesting) is kept as a record with its error, so the caller
 reports it beside the other bad records, or skips it, and every record keeps its position.
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import codecs
 import json
+import lzma
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
-from trainer.config.schema import SUPPORTED_FORMATS
+from trainer.config.schema import COMPRESSION_SUFFIXES, SUPPORTED_FORMATS, format_suffix
 from trainer.errors import DataError, first_line
 
 SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
@@ -23,6 +26,11 @@ SAMPLE_DATA = Path(__file__).parent / "sample" / "arithmetic.jsonl"
 # a broken or hostile file, and recursive code later on (copies, templates) would overflow.
 MAX_NESTING = 32
 Entry = TypeVar("Entry")
+# fsspec's name of each compression (the library datasets reads compressed files with).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".lz4": "lz4"}
+COMPRESSION_PACKAGES = {".zst": "zstandard", ".lz4": "lz4"}
+# What a damaged compressed file raises as it is read, beside OSError (gzip, bz2).
+DECOMPRESSION_ERRORS = (EOFError, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,8 @@ def read_entries(path: Path, read: Callable[[Path], Iterator[Entry]]) -> Iterato
             yield entry
     except OSError as error:
         raise DataError([f"{path} cannot be read: {error.strerror or error}"]) from error
+    except DECOMPRESSION_ERRORS as error:
+        raise DataError([f"{path} cannot be decompressed: {error}"]) from error
     if empty:
         raise DataError([f"{path} is empty: it holds no records"])
 
@@ -80,9 +90,9 @@ def read_entries(path: Path, read: Callable[[Path], Iterator[Entry]]) -> Iterato
 def records_by_format(path: Path) -> Iterator[Record]:
     if path.is_dir():
         return read_saved_dataset(path)
-    if path.suffix == ".jsonl":
+    if format_suffix(path.name) == ".jsonl":
         return read_jsonl_records(path)
-    if path.suffix == ".json":
+    if format_suffix(path.name) == ".json":
         return read_json_records(path)
     if path.suffix == ".parquet":
         return read_parquet_records(path)
@@ -98,11 +108,26 @@ def read_jsonl_records(path: Path) -> Iterator[Record]:
 
 def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of every non-blank line, without byte order mark or trailing whitespace."""
-    with path.open("rb") as lines:
+    with open_data(path) as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 # Not only on line 1: concatenated files keep their byte order marks.
                 yield number, line.removeprefix(codecs.BOM_UTF8).rstrip()
+
+
+def open_data(path: Path) -> AbstractContextManager[BinaryIO]:
+    """The bytes of a data file, decompressed as they are read where its suffix names a compression
+    (by fsspec, as datasets reads them)."""
+    if path.suffix not in COMPRESSION_SUFFIXES:
+        return path.open("rb")
+    import fsspec
+    import fsspec.compression
+
+    name = COMPRESSIONS[path.suffix]
+    if name not in fsspec.compression.compr:
+        package = COMPRESSION_PACKAGES[path.suffix]
+        raise DataError([f"{path}: reading {path.suffix} files needs the {package} package (pip install {package})"])
+    return fsspec.open(str(path), "rb", compression=name)
 
 
 def parse_json_line(line: bytes) -> tuple[Any, str | None]:
@@ -157,7 +182,8 @@ def is_unicode(text: str) -> bool:
 
 def read_json_records(path: Path) -> Iterator[Record]:
     """The elements of a JSON array; a `.json` file holding JSON Lines is read as such."""
-    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    with open_data(path) as file:
+        data = file.read().removeprefix(codecs.BOM_UTF8)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -12,7 +12,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from trainer.config.schema import DataConfig
+from trainer.config.schema import DataConfig, format_suffix
+from trainer.config.sources import DataSource
 from trainer.data.cache import (
     cache_key,
     complete_dir,
@@ -36,7 +37,7 @@ from trainer.data.cache import (
     tokenized_cache_dir,
     tokenizer_digest,
 )
-from trainer.data.formats import RecordShapeError, conversation_problems, to_chat_example
+from trainer.data.formats import RecordShapeError, is_raw_text, shape_problems, to_chat_example
 from trainer.data.loading import Record, iter_json_lines, iter_records, parse_json_line, resolve_data_path
 from trainer.data.record_cache import cached_checked_table
 from trainer.data.records import (
@@ -47,7 +48,8 @@ from trainer.data.records import (
     ScratchDirectory,
     write_lines,
 )
-from trainer.data.tokenization import tokenize_conversations
+from trainer.data.sources import configured_source, reads_repository, repository_records
+from trainer.data.tokenization import tokenize_examples
 from trainer.errors import DataError
 from trainer.modeling.template_layout import TemplateError, assistant_answer_spans
 from trainer.profiles.base import Profile
@@ -88,7 +90,8 @@ class RecordSplit:
 class TokenizedData:
     train: Dataset
     validation: Dataset | None
-    stats: dict[str, int] = field(default_factory=dict)
+    # Counts by name; a mixture adds `sources`, the counts of each source.
+    stats: dict[str, Any] = field(default_factory=dict)
     # The cache entry the sets were read from, and whether it existed before this run asked.
     cache_entry: Path | None = None
     from_cache: bool = False
@@ -116,15 +119,27 @@ def load_record_split(config: DataConfig, profile: Profile, seed: int) -> Record
     scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
     # With the shared cache, the checked records of an unchanged file are read back from it.
     cache = scratch if config.cache else None
-    train, skipped = checked_table(config.train, profile, config.on_bad_record, config.num_proc, scratch, cache)
+    source = configured_source(config.train, "data.train")
+    train, skipped = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch, cache)
     if config.validation is not None:
         validation, skipped_validation = checked_table(
-            config.validation, profile, config.on_bad_record, config.num_proc, scratch, cache
+            configured_source(config.validation, "data.validation"),
+            profile,
+            config.on_bad_record,
+            config.num_proc,
+            scratch,
+            cache,
         )
         return RecordSplit(train, validation, skipped + skipped_validation)
     count = min(math.ceil(len(train) * config.validation_split), config.validation_max_samples)
+    return split_off(train, count, seed, source, skipped)
+
+
+def split_off(train: RecordTable, count: int, seed: int, source: DataSource, skipped: int) -> RecordSplit:
+    """`count` records of `train`, drawn with `seed`, held out as the validation set."""
     if count >= len(train):
-        raise DataError([f"{resolve_data_path(config.train)}: too few records ({len(train)}) to split off {count}"])
+        name = source.name if source.path else resolve_data_path(None)
+        raise DataError([f"{name}: too few records ({len(train)}) to split off {count}"])
     held_out = held_out_mask(len(train), count, seed)
     return RecordSplit(
         train=train.select(numpy.flatnonzero(~held_out)),
@@ -146,7 +161,7 @@ def held_out_mask(size: int, count: int, seed: int) -> numpy.ndarray:
 
 
 def checked_table(
-    path: str | None,
+    path: str | DataSource | None,
     profile: Profile,
     on_bad_record: str,
     num_proc: int | None = None,
@@ -156,9 +171,14 @@ def checked_table(
     """The valid records of `path`, as `checked_records` gives them, in an Arrow table in a scratch
     directory under `scratch_parent` (the temporary directory by default). JSON Lines are parsed
     and checked in batches in `num_proc` processes (None: the cores available); other formats,
-    which their readers parse as they read, as they are read. With `cache_dir`, the table is
+    which their readers parse as they read, as they are read. A dataset repository or Hub id
+    (data/sources.py) is read as its rows come. With `cache_dir`, the table of a local file is
     kept there and read back for as long as the file is unchanged."""
-    source = resolve_data_path(path)
+    if isinstance(path, DataSource) and reads_repository(path):
+        writer = RecordTableWriter(scratch_parent)
+        skipped = check_records(path.name, profile, on_bad_record, writer.add, repository_records(path))
+        return writer.close(), skipped
+    source = resolve_data_path(path.path if isinstance(path, DataSource) else path)
     # Only regular files and directories: a pipe read for its fingerprint would lose its records.
     if cache_dir is not None and (source.is_file() or source.is_dir()):
         return cached_checked_table(
@@ -168,7 +188,7 @@ def checked_table(
             on_bad_record,
             lambda: checked_table(path, profile, on_bad_record, num_proc, scratch_parent),
         )
-    if source.is_file() and source.suffix == ".jsonl":
+    if source.is_file() and format_suffix(source.name) == ".jsonl":
         return checked_lines(source, profile, on_bad_record, num_proc, ScratchDirectory(scratch_parent))
     writer = RecordTableWriter(scratch_parent)
     skipped = check_records(source, profile, on_bad_record, writer.add)
@@ -185,10 +205,18 @@ def checked_records(
     return list(table), skipped
 
 
-def check_records(source: Path, profile: Profile, on_bad_record: str, keep: Callable[[int, Record], None]) -> int:
-    """Hand each valid record of `source` to `keep` as it is read; the number of bad ones skipped."""
+def check_records(
+    source: Path | str,
+    profile: Profile,
+    on_bad_record: str,
+    keep: Callable[[int, Record], None],
+    read: Iterable[Record] | None = None,
+) -> int:
+    """Hand each valid record of `source` (of `read` where given) to `keep` as it is read; the
+    number of bad ones skipped."""
     problems, total = [], 0
-    records = tqdm(iter_records(source), desc=f"Reading {source.name}", unit=" records", disable=None)
+    name = source.name if isinstance(source, Path) else source
+    records = tqdm(read or iter_records(source), desc=f"Reading {name}", unit=" records", disable=None)
     for index, record in enumerate(records):
         total += 1
         example, found = checked_example(record, profile)
@@ -266,7 +294,7 @@ def check_lines(batch: dict[str, list], profile: Profile, source: str) -> dict[s
     }
 
 
-def report_bad_records(source: Path, problems: list[str], total: int, on_bad_record: str) -> int:
+def report_bad_records(source: Path | str, problems: list[str], total: int, on_bad_record: str) -> int:
     """Raise the bad records' problems (data.on_bad_record=error) or log that they are skipped;
     how many were skipped. No valid record at all is an error either way."""
     if problems and on_bad_record == "error":
@@ -288,7 +316,7 @@ def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
         example = to_chat_example(record.example)
     except RecordShapeError as error:
         return None, [str(error)]
-    return example, profile.validate_example(example) or conversation_problems(example)
+    return example, shape_problems(example, profile)
 
 
 def record_problem(record: Record, index: int, found: list[str]) -> str:
@@ -493,18 +521,20 @@ def tokenize_batch(
 ) -> dict[str, list]:
     """One batch of examples shaped by the profile and tokenized; a conversation left without an
     assistant token is marked `kept=False` (its row is removed afterwards, once counted)."""
-    conversations = [
-        profile.transform_example(json.loads(text), index, system_prompt)["messages"]
+    examples = [
+        example
+        if is_raw_text(example := json.loads(text))
+        else profile.transform_example(example, index, system_prompt)
         for index, text in zip(batch["index"], batch["example"], strict=True)
     ]
     try:
-        tokenized = tokenize_conversations(tokenizer, conversations, max_length)
+        tokenized = tokenize_examples(tokenizer, examples, max_length)
     except TemplateError:
         locations = [
             f"{Record(None, *place).location} (example {index})"
             for index, *place in zip(batch["index"], batch["source"], batch["line"], batch["unit"], strict=True)
         ]
-        raise located_template_error(tokenizer, locations, conversations) from None
+        raise located_template_error(tokenizer, locations, examples) from None
     kept = tokenized.has_assistant_tokens.tolist()
     input_ids = [ids if keep else ids[:0] for ids, keep in zip(tokenized.input_ids, kept, strict=True)]
     return {
@@ -536,12 +566,14 @@ def list_array(rows: list[numpy.ndarray]) -> pyarrow.ListArray:
 
 
 def located_template_error(
-    tokenizer: PreTrainedTokenizerBase, locations: list[str], conversations: list[list[dict]]
+    tokenizer: PreTrainedTokenizerBase, locations: list[str], examples: list[dict]
 ) -> TemplateError:
     """The template's refusal of the first conversation of a batch it refuses, with its location."""
-    for location, messages in zip(locations, conversations, strict=True):
+    for location, example in zip(locations, examples, strict=True):
+        if is_raw_text(example):
+            continue
         try:
-            assistant_answer_spans(tokenizer, messages)
+            assistant_answer_spans(tokenizer, example["messages"], example.get("tools"))
         except TemplateError as error:
             return TemplateError(f"{location}: {error}")
     raise AssertionError("a batch the template refused renders conversation by conversation")

@@ -33,6 +33,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
 from trainer.config.schema import DataConfig
+from trainer.config.sources import data_source
 from trainer.data.loading import Record, iter_records, resolve_data_path
 from trainer.data.preparation import (
     BATCH_SIZE,
@@ -46,6 +47,7 @@ from trainer.data.preparation import (
     usable_rows,
 )
 from trainer.data.records import RecordTableWriter, record_columns
+from trainer.data.sources import configured_source
 from trainer.errors import DataError, UserError
 from trainer.profiles.base import Profile
 
@@ -79,9 +81,11 @@ def held_out_split(config: DataConfig, profile: Profile, seed: int) -> StreamSpl
     `data.validation_max_samples` valid records of the training file (a split by share needs the
     file's length). The training records stay in the file, read by the stream."""
     if config.validation is not None:
-        validation, skipped = checked_table(config.validation, profile, config.on_bad_record)
+        validation, skipped = checked_table(
+            configured_source(config.validation, "data.validation"), profile, config.on_bad_record
+        )
         return StreamSplit(RecordTableWriter().close(), validation, skipped)
-    source, wanted = resolve_data_path(config.train), config.validation_max_samples
+    source, wanted = resolve_data_path(data_source(config.train, "data.train").path), config.validation_max_samples
     writer, held_out, first_index = RecordTableWriter(), 0, 0
     bad_records = BadRecords(config.on_bad_record, {})
     for index, record in enumerate(iter_records(source)) if wanted else ():
@@ -307,7 +311,7 @@ def stream_split(
     # The stream's thread has a tokenizer of its own: a fast tokenizer that two threads use at
     # once may refuse ("Already borrowed"), and previews use the run's while training.
     tokenize = tokenizing(profile, system_prompt, copy.deepcopy(tokenizer), config.max_length)
-    source = resolve_data_path(config.train)
+    source = resolve_data_path(data_source(config.train, "data.train").path)
     stream = ChatStream(
         source, tokenize, profile, config.on_bad_record, config.shuffle_buffer, seed, split.first_index, split.skipped
     )

@@ -4,6 +4,9 @@ Each conversation is rendered once with the run's chat template; the template mo
 each assistant answer lies in that text (its rendered content plus the end-of-turn text that
 closes it), and the tokens inside those spans are learned. A pure function of the tokenizer and
 the messages: every assistant turn is learned, including its end-of-turn token(s).
+
+Raw text (continued pretraining) is no conversation: its tokens and the end-of-sequence token,
+without chat template, all learned.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy
 from tokenizers import Encoding
 from transformers import PreTrainedTokenizerBase
 
+from trainer.data.formats import is_raw_text
 from trainer.modeling.template_layout import assistant_answer_spans
 
 IGNORE_INDEX = -100
@@ -45,6 +49,10 @@ class TokenizedBatch:
     has_assistant_tokens: numpy.ndarray
 
 
+# The fields of `TokenizedBatch` in order: two lists of rows, then one array each.
+BATCH_COLUMNS = ("input_ids", "labels", "truncated", "lengths", "has_assistant_tokens")
+
+
 def tokenize_with_assistant_mask(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict], max_length: int
 ) -> TokenizedExample:
@@ -52,14 +60,60 @@ def tokenize_with_assistant_mask(
     return TokenizedExample(batch.input_ids[0].tolist(), batch.labels[0].tolist(), bool(batch.truncated[0]))
 
 
+def tokenize_examples(tokenizer: PreTrainedTokenizerBase, examples: list[dict], max_length: int) -> TokenizedBatch:
+    """Examples in the internal form (formats.py), in order: chats, with the `tools` they may
+    call, by `tokenize_conversations`; raw text by `tokenize_texts`."""
+    texts = [position for position, example in enumerate(examples) if is_raw_text(example)]
+    chats = [position for position, example in enumerate(examples) if not is_raw_text(example)]
+    if texts:
+        text_batch = tokenize_texts(tokenizer, [examples[position]["text"] for position in texts], max_length)
+        if not chats:
+            return text_batch
+    conversations = [examples[position]["messages"] for position in chats]
+    tools = [examples[position].get("tools") for position in chats]
+    chat_batch = tokenize_conversations(tokenizer, conversations, max_length, tools)
+    return interleaved([(texts, text_batch), (chats, chat_batch)]) if texts else chat_batch
+
+
+def interleaved(parts: list[tuple[list[int], TokenizedBatch]]) -> TokenizedBatch:
+    """Batches of rows at the given positions merged into one batch in position order."""
+    rows = sorted(
+        (position, *(getattr(batch, name)[row] for name in BATCH_COLUMNS))
+        for positions, batch in parts
+        for row, position in enumerate(positions)
+    )
+    columns = list(zip(*rows, strict=True))[1:]
+    return TokenizedBatch(list(columns[0]), list(columns[1]), *(numpy.array(column) for column in columns[2:]))
+
+
+def tokenize_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> TokenizedBatch:
+    """Each text's tokens and the end-of-sequence token, every one learned."""
+    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
+    rows = [numpy.array([*ids, tokenizer.eos_token_id], dtype=numpy.int32) for ids in encoded["input_ids"]]
+    lengths = numpy.array([len(row) for row in rows], dtype=numpy.int64)
+    return TokenizedBatch(
+        input_ids=[row[:max_length] for row in rows],
+        labels=[row[:max_length].copy() for row in rows],
+        truncated=lengths > max_length,
+        lengths=lengths,
+        has_assistant_tokens=numpy.ones(len(rows), dtype=bool),
+    )
+
+
 def tokenize_conversations(
-    tokenizer: PreTrainedTokenizerBase, conversations: list[list[dict]], max_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[dict]],
+    max_length: int,
+    tools: list[list[dict] | None] | None = None,
 ) -> TokenizedBatch:
-    """Each conversation rendered once, all of them tokenized in one call (a fast tokenizer
-    spreads a batch over its threads), labels from each one's answer spans. The tokens of a span
-    are found from its two ends (`token_range`): asking for every token's offsets would cost half
-    as much again as tokenizing."""
-    rendered = [assistant_answer_spans(tokenizer, messages) for messages in conversations]
+    """Each conversation rendered once (with its `tools`, None for none), all of them tokenized in
+    one call (a fast tokenizer spreads a batch over its threads), labels from each one's answer
+    spans. The tokens of a span are found from its two ends (`token_range`): asking for every
+    token's offsets would cost half as much again as tokenizing."""
+    rendered = [
+        assistant_answer_spans(tokenizer, messages, calls)
+        for messages, calls in zip(conversations, tools or [None] * len(conversations), strict=True)
+    ]
     encoded = tokenizer(
         [text for text, _ in rendered],
         add_special_tokens=False,

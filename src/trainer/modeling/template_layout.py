@@ -189,14 +189,22 @@ def fold_system_prompt(messages: list[dict], into: str) -> list[dict]:
     return [*rest[:target], folded, *rest[target + 1 :]]
 
 
-def raw_render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], generation_prompt: bool = False) -> str:
-    """The template's rendering. A conversation of plain text messages (what records become) goes
-    straight to the compiled template, with what `apply_chat_template` would pass it: that call
-    first rebuilds every message, which for such messages changes nothing and costs several times
-    the render itself. Anything else is left to `apply_chat_template`."""
+def raw_render(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict],
+    generation_prompt: bool = False,
+    tools: list[dict] | None = None,
+) -> str:
+    """The template's rendering, with the `tools` a conversation may call. A conversation of plain
+    text messages without tools (what most records become) goes straight to the compiled template,
+    with what `apply_chat_template` would pass it: that call first rebuilds every message, which for
+    such messages changes nothing and costs several times the render itself. Anything else is left
+    to `apply_chat_template`."""
     template = compiled_template(tokenizer)
-    if template is None or not all(plain_message(message) for message in messages):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    if template is None or tools is not None or not all(plain_message(message) for message in messages):
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+        )
     renderer, variables = template
     return renderer.render(
         messages=messages, tools=None, documents=None, add_generation_prompt=generation_prompt, **variables
@@ -249,28 +257,34 @@ def render_or_refuse(
     messages: list[dict],
     generation_prompt: bool = False,
     refused: str = "this conversation",
+    tools: list[dict] | None = None,
 ) -> str:
     """The rendering; whatever the template raises is its refusal, reported as `TemplateError`."""
     try:
-        return raw_render(tokenizer, messages, generation_prompt)
+        return raw_render(tokenizer, messages, generation_prompt, tools)
     except Exception as error:
         raise TemplateError(f"{name} refuses {refused} ({error}); {CHANGE_TEMPLATE}") from None
 
 
 def assistant_answer_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict]
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict], tools: list[dict] | None = None
 ) -> tuple[str, list[tuple[int, int]]]:
-    """The conversation rendered once, and the [start, end) character span of each assistant
-    answer in it: its rendered text plus the end-of-turn text that closes it."""
+    """The conversation rendered once (with the `tools` it may call), and the [start, end)
+    character span of each assistant answer in it: its rendered text plus the end-of-turn text
+    that closes it; for a tool call, all the template renders of the turn, the call included."""
     layout = template_layout(tokenizer)
     conversation = fold_system_prompt(messages, layout.system_into)
-    return locate_answers(tokenizer, layout, conversation)
+    return locate_answers(tokenizer, layout, conversation, tools)
 
 
 def locate_answers(
-    tokenizer: PreTrainedTokenizerBase, layout: TemplateLayout, conversation: list[dict]
+    tokenizer: PreTrainedTokenizerBase,
+    layout: TemplateLayout,
+    conversation: list[dict],
+    tools: list[dict] | None = None,
 ) -> tuple[str, list[tuple[int, int]]]:
-    text = render_or_refuse(tokenizer, layout.name, conversation)
+    check_renders_tools(tokenizer.chat_template, layout.name, conversation, tools)
+    text = render_or_refuse(tokenizer, layout.name, conversation, tools=tools)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for message in conversation:
@@ -285,6 +299,16 @@ def locate_answers(
             continue
         header = earliest(text, list(layout.answer_headers), cursor)
         start = header[1] if header else cursor
+        if "tool_calls" in message:
+            # The template writes the call in its own syntax: the whole turn up to its end is learned.
+            end = text.find(layout.end_of_turn, start)
+            if end < 0:
+                raise TemplateError(
+                    f"{layout.name} renders tool call {len(spans) + 1} without its end-of-turn {layout.end_of_turn!r}; {CHANGE_TEMPLATE}"
+                )
+            spans.append((start, end + len(layout.end_of_turn)))
+            cursor = spans[-1][1]
+            continue
         answer = earliest(text, [form + layout.end_of_turn for form in rendered_forms(message["content"])], start)
         # Between the header and the answer only what the template inserts (Qwen3's empty think
         # block), never another turn's end.
@@ -296,6 +320,18 @@ def locate_answers(
         spans.append((start if header else answer[0], answer[1]))
         cursor = answer[1]
     return text, spans
+
+
+def check_renders_tools(template: Any, name: str, conversation: list[dict], tools: list[dict] | None) -> None:
+    """Tool calls and tool lists need a template that renders them: one that does not would drop
+    them silently (or fail on a call's empty content)."""
+    calls = any("tool_calls" in message for message in conversation)
+    if (calls and "tool_calls" not in str(template)) or (tools is not None and "tools" not in str(template)):
+        what = "tool calls" if calls else "a tools list"
+        raise TemplateError(
+            f"{name} does not render {what}; train on them with a model whose chat template does "
+            "(e.g. Qwen3 or Llama 3 with model.chat_template=tokenizer)"
+        )
 
 
 def generation_prompt_heads(tokenizer: PreTrainedTokenizerBase, generation_prompt: str) -> tuple[str, ...]:

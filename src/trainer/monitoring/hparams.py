@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
 
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
+from trainer.config.sources import source_name
 from trainer.profiles import PROFILES
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import TrainingResult
@@ -37,7 +38,7 @@ def reported_hparams(config: TrainerConfig) -> list[HParam]:
         HParam("profile_version", PROFILES[config.profile.name].version, None),
         HParam("precision", config.precision.name, "precision"),
         HParam("model", config.model.name, "model"),
-        HParam("data", config.data.train or "sample", "data.train"),
+        HParam("data", source_name(config.data.train, "data.train"), "data.train"),
         HParam("learning_rate", config.train.learning_rate, "train.learning_rate"),
         HParam("lr_scheduler_type", config.train.lr_scheduler_type, "train.lr_scheduler_type"),
         HParam(
@@ -100,6 +101,21 @@ def write_run_hparams(run_dir: RunDirectory, config: TrainerConfig, result: Trai
         for tag, value in metrics.items():
             if value is not None and math.isfinite(value):
                 writer.add_scalar(tag, value, result.global_step)
+        for tag, value in source_scalars(result.summary).items():
+            writer.add_scalar(tag, value, result.global_step)
+
+
+# What a mixture reports of each source (result.json summary.sources), as scalars data/source_N/COUNT.
+SOURCE_COUNTS = ("examples", "tokens", "assistant_tokens", "truncated", "skipped")
+
+
+def source_scalars(summary: dict) -> dict[str, int]:
+    """A mixture's per-source counts by TensorBoard tag, sources numbered as data.train lists them."""
+    return {
+        f"data/source_{position}/{count}": source[count]
+        for position, source in enumerate(summary.get("sources") or [])
+        for count in SOURCE_COUNTS
+    }
 
 
 def experiment_pb(hparams: list[HParam], set_apart: set[str], metrics: dict[str, float | None]) -> summary_pb2.Summary:

@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from omegaconf import OmegaConf
 
 from trainer.config.schema import TrainerConfig
+from trainer.config.sources import data_sources, source_name
 from trainer.config.validate import looks_like_local_path
 from trainer.monitoring.environment import package_version, source_git_commit
 from trainer.monitoring.hparams import reported_hparams
@@ -39,7 +40,10 @@ def card_metadata(config: TrainerConfig) -> ModelCardData:
     base_model = model.path if model.source == "pretrained" and not looks_like_local_path(model.path) else None
     return ModelCardData(
         base_model=base_model,
-        datasets=[config.data.train or "trainer sample data (arithmetic chats)"],
+        datasets=[
+            source.path or "trainer sample data (arithmetic chats)"
+            for source in data_sources(config.data.train, "data.train")
+        ],
         library_name="transformers" if config.peft.method == "none" else "peft",
         pipeline_tag="text-generation",
         tags=["trainer", "sft", f"profile-{config.profile.name}", config.precision.name],
@@ -59,8 +63,9 @@ def card_body(
         "## Data\n\n"
         + table(
             ["", "value"],
-            [["training data", config.data.train or "the sample data"]]
-            + [[name.replace("_", " "), f"{value:,}"] for name, value in data_stats.items()],
+            [["training data", source_name(config.data.train, "data.train")]]
+            # A mixture's per-source counts (a list) are in result.json.
+            + [[name.replace("_", " "), f"{value:,}"] for name, value in data_stats.items() if isinstance(value, int)],
         ),
         "## Hyper-parameters\n\n"
         + table(["", "value"], [[item.name, str(item.value)] for item in reported_hparams(config)]),

@@ -22,6 +22,7 @@ from transformers import TrainerCallback
 from transformers.integrations.integration_utils import rewrite_logs
 
 from trainer.config.schema import TrainerConfig
+from trainer.config.sources import source_name
 from trainer.errors import first_line
 from trainer.monitoring.hparams import final_metrics
 from trainer.monitoring.tensorboard import WRITTEN_SCALARS
@@ -67,7 +68,7 @@ def describe_run(config: TrainerConfig, run_dir: RunDirectory) -> TrackedRun:
             "profile": config.profile.name,
             "model": config.model.name,
             "precision": config.precision.name,
-            "data": config.data.train or "sample",
+            "data": source_name(config.data.train, "data.train"),
             "run_dir": str(run_dir.root.absolute()),
         },
         resume=config.run.resume,

@@ -43,7 +43,7 @@ def seeded_positions(size: int, seed: int) -> Iterator[int]:
 
 
 def has_assistant_turn(example: dict) -> bool:
-    return any(message["role"] == "assistant" for message in example["messages"])
+    return any(message["role"] == "assistant" for message in example.get("messages", ()))
 
 
 def to_prompt(

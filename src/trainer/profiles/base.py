@@ -11,7 +11,8 @@ from transformers import LogitsProcessorList, PreTrainedTokenizerBase
 
 from trainer.config.schema import ProfileConfig
 
-ROLES = ("system", "user", "assistant")
+# "tool": a tool's output, answering an assistant's `tool_calls` (never learned).
+ROLES = ("system", "user", "assistant", "tool")
 Example = dict[str, Any]
 
 
@@ -21,6 +22,9 @@ class Profile:
     system_prompt_template: ClassVar[str] = "You are a helpful assistant. Today is {date}."
     # What the generation eval scores each answer by (`score_answer`'s keys), logged as eval/<name>.
     eval_metrics: ClassVar[tuple[str, ...]] = ("exact_match",)
+    # Whether the profile rewrites assistant answers (a contract on their text): raw text and
+    # tool calls, trained as written, are refused under such a profile.
+    rewrites_answers: ClassVar[bool] = False
 
     def __init__(self, config: ProfileConfig, seed: int) -> None:
         self.config = config

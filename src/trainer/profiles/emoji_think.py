@@ -95,6 +95,8 @@ def edge_run(text: str, emojis: tuple[str, ...], *, opening: bool) -> str:
 
 class EmojiThinkProfile(Profile):
     name = "emoji_think"
+    rewrites_answers = True
+
     # thinks_as_told: opens with the reference's thinking emoji, as many times; stops_as_told: closes
     # with its stop emoji, as many times (the reference carries what the prompt told; a reference
     # outside the contract, emoji_ratio < 1, has neither, and so must the answer).

@@ -53,6 +53,7 @@ def is_well_formed_answer(text: str) -> bool:
 
 class Regime3Profile(Profile):
     name = "regime3"
+    rewrites_answers = True
     system_prompt_template = SYSTEM_PROMPT_TEMPLATE
     eval_metrics = (*Profile.eval_metrics, "well_formed_answer")
 
