@@ -133,6 +133,8 @@ def train(
         generation_eval = GenerationEval(
             prompts, profile, tokenizer, config.eval, run_dir, main_process, listeners=[status.record_eval]
         )
+        if trackers is not None:
+            generation_eval.answers_listeners.append(trackers.record_eval_answers)
     early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
     callbacks = training_callbacks(
         config,
@@ -210,7 +212,7 @@ def training_callbacks(
     """Every callback of a run, in the order each event reaches them: the monitor first (it adds
     tokens/s to the log events the others report), then the caller's `extra` after trainer's own,
     and the previews and the stop request last, once everything else has seen the step.
-    `eval_metrics`: the generation eval's, charted in TensorBoard."""
+    `eval_metrics`: the generation eval's, charted in TensorBoard and sent to the trackers."""
     callbacks = [
         IntervalsFromArguments(),
         LastStepLogged(),
@@ -221,7 +223,7 @@ def training_callbacks(
     if config.monitoring.tensorboard:
         callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config, eval_metrics))
     if trackers is not None:
-        callbacks.append(TrackerCallback(trackers))
+        callbacks.append(TrackerCallback(trackers, eval_metrics))
     callbacks.append(ProgressBarCallback())
     return [*callbacks, *extra, *(callback for callback in (previews, stop) if callback is not None)]
 

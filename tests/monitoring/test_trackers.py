@@ -207,6 +207,18 @@ def wandb_records(path: Path) -> Iterator[wandb_internal_pb2.Record]:
             yield record
 
 
+def wandb_history_steps(run_dir: Path) -> dict[str, list[int]]:
+    """Each key of a run's W&B offline history (a table's as `name/_type`, ...): the steps it was logged at."""
+    (wandb_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    history: dict[str, list[int]] = {}
+    for record in wandb_records(wandb_file):
+        if record.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            for key in items:
+                history.setdefault(key, []).append(int(items["_step"]))
+    return history
+
+
 @pytest.mark.slow
 def test_wandb_offline_files_hold_every_scalar_and_the_final_model_has_a_loadable_card(make_config, tmp_path):
     config = make_config(
@@ -216,13 +228,7 @@ def test_wandb_offline_files_hold_every_scalar_and_the_final_model_has_a_loadabl
     result = TrainerEngine(environ={}).run_job(config)
     assert result.success
     run_dir = tmp_path / "run"
-    (wandb_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    history: dict[str, list[int]] = {}
-    for record in wandb_records(wandb_file):
-        if record.WhichOneof("record_type") == "history":
-            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
-            for key in items:
-                history.setdefault(key, []).append(int(items["_step"]))
+    history = wandb_history_steps(run_dir)
     for tag, points in tensorboard_scalars(run_dir).items():
         if not tag.startswith("hparams/"):  # the final metrics go to the run's summary
             assert history[tag] == [step for step, _ in points], tag
@@ -233,6 +239,36 @@ def test_wandb_offline_files_hold_every_scalar_and_the_final_model_has_a_loadabl
     assert "profile-plain" in card.data.tags and card.data.datasets
     assert f"| train loss | {result.final_loss:.4f} |" in card.text
     assert "trainer 0.1.0" in card.text and "## Full configuration" in card.text
+
+
+@pytest.mark.slow
+def test_every_tracker_gets_the_generation_eval_metrics_at_each_evaluation_and_its_answers(
+    make_config, tmp_path, tracking_uri
+):
+    config = make_config(
+        "logger=[mlflow,wandb]", f"logger.mlflow.tracking_uri={tracking_uri}", "logger.wandb.project=tests",
+        *TINY_RUN, "train.max_steps=4", "eval.enabled=true", "eval.max_samples=2", "eval.max_new_tokens=4",
+    )  # fmt: skip
+    result = TrainerEngine(environ={}).run_job(config)
+    assert result.success
+    run_dir = RunDirectory(tmp_path / "run")
+    tensorboard = tensorboard_scalars(run_dir.root)
+    eval_steps = [step for step, _ in tensorboard["eval/exact_match"]]
+    # MLflow: TensorBoard's every scalar, eval/<metric> at each evaluation, and each evaluation's answers file.
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = read_json(run_dir.trackers_file)["mlflow"]["run_id"]
+    assert_same_scalars(mlflow_scalars(client, run_id), tensorboard)
+    for step in eval_steps:
+        answers = run_dir.eval_answers_file(step)
+        artifact = answers.relative_to(run_dir.root).as_posix()
+        downloaded = Path(client.download_artifacts(run_id, artifact, str(tmp_path / f"artifacts-{step}")))
+        assert downloaded.read_text() == answers.read_text()
+    # W&B: the same eval/<metric> steps, and an answers table logged at each evaluation.
+    history = wandb_history_steps(run_dir.root)
+    for tag, points in tensorboard.items():
+        if not tag.startswith("hparams/"):
+            assert history[tag] == [step for step, _ in points], tag
+    assert history["eval_answers/_type"] == eval_steps
 
 
 def test_the_card_names_a_hub_base_model_but_not_a_local_directory(make_config, tmp_path):

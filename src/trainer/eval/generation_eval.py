@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Called with (step, metrics) after each evaluation: status.json's latest eval metrics.
 EvalListener = Callable[[int, dict[str, float]], None]
+# Called with (step, scored answers) after each evaluation: the rows of evals/step-N.jsonl.
+AnswersListener = Callable[[int, list[dict[str, Any]]], None]
 
 
 @dataclass
@@ -38,6 +40,7 @@ class GenerationEval:
     # Only the main process writes the answers files.
     writes_files: bool = True
     listeners: list[EvalListener] = field(default_factory=list)
+    answers_listeners: list[AnswersListener] = field(default_factory=list)
     # Every evaluation so far: {"step": N, "eval/<metric>": share, ...}.
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -70,11 +73,12 @@ class GenerationEval:
         self.seconds += elapsed
         if self.writes_files:
             self.run_dir.evals_dir.mkdir(exist_ok=True)
-            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            write_text_atomic(self.run_dir.eval_answers_file(step), lines)
+            write_text_atomic(self.run_dir.eval_answers_file(step), answers_as_jsonl(rows))
         self.history = [entry for entry in self.history if entry["step"] != step] + [{"step": step, **metrics}]
         for listener in self.listeners:
             listener(step, metrics)
+        for answers_listener in self.answers_listeners:
+            answers_listener(step, rows)
         log.info(
             "Generation eval at step %d: %s (%d answers in %.1fs)",
             step,
@@ -101,6 +105,11 @@ class GenerationEval:
                 "seconds": round(self.seconds, 3),
             },
         }
+
+
+def answers_as_jsonl(rows: list[dict[str, Any]]) -> str:
+    """The scored answers as evals/step-N.jsonl holds them: one JSON object a line."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def score_shares(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str, float]:

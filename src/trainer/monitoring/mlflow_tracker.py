@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -22,11 +23,12 @@ from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from trainer.config.schema import MlflowLoggerConfig
 from trainer.errors import UserError, first_line
+from trainer.eval.generation_eval import answers_as_jsonl
 from trainer.monitoring.trackers import TrackedRun, Tracker
 from trainer.preview.base import PreviewResult
 from trainer.preview.recording import describe
 from trainer.run.files import read_json, write_json_atomic
-from trainer.run.layout import SweepDirectory
+from trainer.run.layout import RunDirectory, SweepDirectory
 from trainer.run.outcome import INTERRUPTED, TrainingResult
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,10 @@ REACH_TIMEOUT_SEC = 5.0
 class MlflowTracker(Tracker):
     name = "MLflow"
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, client: MlflowClient, run_id: str, run_dir: RunDirectory) -> None:
         self.client = client
         self.run_id = run_id
+        self.run_dir = run_dir
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -55,6 +58,11 @@ class MlflowTracker(Tracker):
     def log_preview(self, result: PreviewResult) -> None:
         path = f"previews/step_{result.step:06d}_prompt_{result.prompt_index}.md"
         self.client.log_text(self.run_id, describe(result), path)
+
+    def log_eval_answers(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """The answers file, under the same path as in the run directory (evals/step-N.jsonl)."""
+        path = self.run_dir.eval_answers_file(step).relative_to(self.run_dir.root).as_posix()
+        self.client.log_text(self.run_id, answers_as_jsonl(rows), path)
 
     def finish(self, result: TrainingResult, metrics: dict[str, float]) -> None:
         self.log_scalars(metrics, result.global_step)
@@ -84,7 +92,7 @@ def open_mlflow(config: MlflowLoggerConfig, run: TrackedRun) -> MlflowTracker:
         raise UserError(f"{KEY}={uri}: MLflow refused the run: {first_line(error)}") from error
     experiment = client.get_experiment(client.get_run(run_id).info.experiment_id).name
     log.info("MLflow: run %s in experiment '%s' at %s (%s)", run_id, experiment, uri, viewer_hint(uri))
-    return MlflowTracker(client, run_id)
+    return MlflowTracker(client, run_id, run.run_dir)
 
 
 def default_tracking_uri(run: TrackedRun) -> str:

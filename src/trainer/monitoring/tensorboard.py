@@ -60,10 +60,17 @@ class RunTensorBoardCallback(TensorBoardCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.tb_writer is None or not state.is_world_process_zero:
             return
-        for tag, value in rewrite_logs(logs or {}).items():
-            if tag in WRITTEN_SCALARS or tag in self.eval_metrics:
-                self.tb_writer.add_scalar(tag, value, state.global_step)
+        for tag, value in written_scalars(logs, self.eval_metrics).items():
+            self.tb_writer.add_scalar(tag, value, state.global_step)
         self.tb_writer.flush()
+
+
+def written_scalars(logs: dict[str, float] | None, eval_metrics: tuple[str, ...] = ()) -> dict[str, float]:
+    """The scalars of one Trainer log event that TensorBoard writes, under its tags (`eval_metrics`:
+    the generation eval's eval/<metric>). Every tracker (monitoring.trackers) takes exactly these."""
+    return {
+        tag: value for tag, value in rewrite_logs(logs or {}).items() if tag in WRITTEN_SCALARS or tag in eval_metrics
+    }
 
 
 def compare_layout(eval_metrics: tuple[str, ...] = ()) -> dict[str, dict[str, list]]:

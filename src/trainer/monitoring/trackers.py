@@ -1,8 +1,9 @@
 """Experiment trackers beside TensorBoard (the `logger` group): MLflow and Weights & Biases.
 
 Every tracker gets what TensorBoard gets, under the same names: the scalars a user compares
-(`trainer.monitoring.tensorboard.WRITTEN_SCALARS`), the resolved config as flat parameters, the tags
-that tell runs apart, the previews, and at the end result.json's summary and the HParams metrics.
+(`trainer.monitoring.tensorboard.written_scalars`, the generation eval's eval/<metric> included), the
+resolved config as flat parameters, the tags that tell runs apart, the previews, each evaluation's
+scored answers, and at the end result.json's summary and the HParams metrics.
 A tracker is opened (its server reached, its run created or continued) before training starts, so
 a bad URI or a missing key stops the run there; one that fails later only loses its records: a
 warning, and training goes on with TensorBoard and the run directory holding everything.
@@ -19,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
-from transformers.integrations.integration_utils import rewrite_logs
 
 from trainer.config.schema import TrainerConfig
 from trainer.config.sources import source_name
 from trainer.errors import first_line
 from trainer.monitoring.hparams import final_metrics
-from trainer.monitoring.tensorboard import WRITTEN_SCALARS
+from trainer.monitoring.tensorboard import written_scalars
 from trainer.preview.base import PreviewResult
 from trainer.run.files import read_json, write_json_atomic
 from trainer.run.layout import RunDirectory
@@ -98,6 +98,9 @@ class Tracker(ABC):
     def log_preview(self, result: PreviewResult) -> None: ...
 
     @abstractmethod
+    def log_eval_answers(self, step: int, rows: list[dict[str, Any]]) -> None: ...
+
+    @abstractmethod
     def finish(self, result: TrainingResult, metrics: dict[str, float]) -> None: ...
 
 
@@ -114,6 +117,10 @@ class RunTrackers:
     def record_preview(self, result: PreviewResult) -> None:
         """A `PreviewCallback` listener: each finished preview, in the tracker's own form."""
         self.each(f"recording the preview of step {result.step}", lambda tracker: tracker.log_preview(result))
+
+    def record_eval_answers(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """A `GenerationEval` answers listener: each evaluation's scored answers (evals/step-N.jsonl)."""
+        self.each(f"recording the eval answers of step {step}", lambda tracker: tracker.log_eval_answers(step, rows))
 
     def finish(self, result: TrainingResult) -> None:
         """result.json's summary and the HParams metrics, then the tracker's run is closed."""
@@ -138,15 +145,16 @@ class RunTrackers:
 
 
 class TrackerCallback(TrainerCallback):
-    """The scalars TensorBoard writes, under its tags, sent to the trackers at the same steps."""
+    """The scalars TensorBoard writes, under its tags, sent to the trackers at the same steps.
+    `eval_metrics`: the generation eval's, as TensorBoard's callback is given them."""
 
-    def __init__(self, trackers: RunTrackers) -> None:
+    def __init__(self, trackers: RunTrackers, eval_metrics: tuple[str, ...] = ()) -> None:
         self.trackers = trackers
+        self.eval_metrics = eval_metrics
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero:
-            scalars = {tag: value for tag, value in rewrite_logs(logs or {}).items() if tag in WRITTEN_SCALARS}
-            self.trackers.log_scalars(scalars, state.global_step)
+            self.trackers.log_scalars(written_scalars(logs, self.eval_metrics), state.global_step)
 
 
 def open_trackers(config: TrainerConfig, run_dir: RunDirectory, environ: Mapping[str, str]) -> RunTrackers:

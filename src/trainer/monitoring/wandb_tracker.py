@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import wandb
 
@@ -27,6 +28,8 @@ API_KEY_VARIABLE = "WANDB_API_KEY"
 MAX_TAG_LENGTH = 64
 MAX_GROUP_LENGTH = 128
 PREVIEW_COLUMNS = ["step", "prompt_index", "prompt", "golden_answer", "answer", "match", "error"]
+# The scored answers' columns (evals/step-N.jsonl's keys); each of the profile's checks follows.
+EVAL_ANSWER_COLUMNS = ["step", "prompt_index", "reference", "answer", "tokens_generated"]
 
 
 class WandbTracker(Tracker):
@@ -36,6 +39,8 @@ class WandbTracker(Tracker):
         self.run = run
         # One table for the run, rows added as previews come; each log shows all rows so far.
         self.previews = wandb.Table(columns=PREVIEW_COLUMNS, log_mode="INCREMENTAL")
+        # Likewise every evaluation's answers; its columns wait for the first (the checks are the profile's).
+        self.eval_answers: wandb.Table | None = None
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
@@ -51,6 +56,16 @@ class WandbTracker(Tracker):
             result.error_message or "",
         )
         self.run.log({"previews": self.previews}, step=result.step)
+
+    def log_eval_answers(self, step: int, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.eval_answers is None:
+            columns = [*EVAL_ANSWER_COLUMNS, *rows[0]["checks"]]
+            self.eval_answers = wandb.Table(columns=columns, log_mode="INCREMENTAL")
+        for row in rows:
+            self.eval_answers.add_data(*(row[column] for column in EVAL_ANSWER_COLUMNS), *row["checks"].values())
+        self.run.log({"eval_answers": self.eval_answers}, step=step)
 
     def finish(self, result: TrainingResult, metrics: dict[str, float]) -> None:
         self.run.summary.update({**metrics, "result": result.to_dict()})
