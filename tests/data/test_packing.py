@@ -113,7 +113,7 @@ def sliding_window(model):
     ("packing", "transform", "packed", "logged"),
     [
         (None, None, True, "Packing: on, exact for this model"),
-        (None, sliding_window, False, "Packing: off (padded batches), as packed ones would leave out its sliding window"),
+        (None, sliding_window, False, "Packing: off (padded batches), as packed ones would leave out its sliding"),
         (True, sliding_window, True, "SDPA per example leaves out its sliding window"),
         (False, None, False, None),
     ],
