@@ -60,6 +60,7 @@ def test_result_json_reports_success_and_a_falling_loss(finished_run):
     assert result["last_checkpoint_path"] == str(finished_run / "checkpoints" / "checkpoint-12")
     assert result["final_model_path"] == str(finished_run / "final_model")
     assert result["summary"]["profile"] == {"name": "plain", "version": "1"}
+    assert result["summary"]["packing"] is True  # data.packing=null packs the full-attention tiny model
 
 
 def test_tensorboard_holds_train_and_eval_scalars(finished_run):

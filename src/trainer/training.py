@@ -29,7 +29,7 @@ from trainer.distributed.strategy import distributed_arguments
 from trainer.errors import ConfigError
 from trainer.eval.generation_eval import GenerationEval
 from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_loss
-from trainer.modeling.packed_attention import use_per_example_attention
+from trainer.modeling.packed_attention import packing_inexact, use_per_example_attention
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
 from trainer.run.disk_space import checkpoint_bytes, disk_full_reported
@@ -249,8 +249,8 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
     if not budget:
         return None
     problems = []
-    if not config.data.packing:
-        problems.append(f"data.tokens_per_batch={budget} needs data.packing=true")
+    if config.data.packing is False:
+        problems.append(f"data.tokens_per_batch={budget} needs packing: data.packing=true or null (got false)")
     if budget < config.data.max_length:
         problems.append(f"data.tokens_per_batch={budget} must be at least data.max_length={config.data.max_length}")
     if problems:
@@ -258,12 +258,33 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
     return TokenBudgetBatchSampler(example_lengths(data.train).tolist(), budget, config.seed)
 
 
-def batch_summary(trainer: Trainer) -> dict[str, float]:
-    """What the result records about the batches: the token budget's fill, when there is one."""
+def batch_summary(trainer: Trainer) -> dict[str, bool | float]:
+    """What the result records about the batches: whether they were packed (data.packing resolved
+    for the model), and the token budget's fill, when there is one."""
+    packed = {"packing": isinstance(trainer.data_collator, PackedBatchCollator)}
     sampler = getattr(trainer, "batch_sampler", None)
     if sampler is None:
-        return {}
-    return {"tokens_per_batch": sampler.budget, "token_budget_fill_ratio": round(sampler.fill_ratio, 4)}
+        return packed
+    return {**packed, "tokens_per_batch": sampler.budget, "token_budget_fill_ratio": round(sampler.fill_ratio, 4)}
+
+
+def packs(config: TrainerConfig, model: PreTrainedModel, sampler: TokenBudgetBatchSampler | None) -> bool:
+    """data.packing resolved for the loaded model: null packs where packed batches have the losses
+    of padded ones, and always under a token budget (which needs packing; an inexact model is
+    then warned about by `use_per_example_attention`)."""
+    if config.data.packing is not None:
+        return config.data.packing
+    if sampler is not None:
+        log.info("Packing: on, as data.tokens_per_batch needs it")
+        return True
+    if reason := packing_inexact(model):
+        log.info(
+            "Packing: off (padded batches), as packed ones would leave out %s; data.packing=true packs anyway",
+            reason,
+        )
+        return False
+    log.info("Packing: on, exact for this model (data.packing=false pads)")
+    return True
 
 
 def batching(
@@ -272,8 +293,8 @@ def batching(
     tokenizer: PreTrainedTokenizerBase,
     sampler: TokenBudgetBatchSampler | None = None,
 ) -> dict:
-    """The Trainer's collator and loss: padded batches, or padding-free ones whose attention stays
-    within each example, padded to the token budget's fixed shape with a sampler. The loss comes
+    """The Trainer's collator and loss: padded batches, or padding-free ones (`packs`) whose
+    attention stays within each example, padded to the token budget's fixed shape with a sampler. The loss comes
     from the hidden states of the labelled positions (`trainer.modeling.chunked_loss`) unless
     train.loss_chunk_size=null; then from the logits of those positions when packed, and from the
     model's own loss when padded."""
@@ -282,7 +303,7 @@ def batching(
         if shards_parameters(config)
         else hidden_states_loss(model, config.train.fused_loss, config.train.loss_chunk_size)
     )
-    if not config.data.packing:
+    if not packs(config, model, sampler):
         padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
         if loss is None:
             return {"data_collator": padded}

@@ -8,7 +8,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Gemma2Config, LlamaConfig, MistralConfig, Qwen3Config
 
 from tests.helpers import conversation, summed_loss_one_by_one
-from trainer.config.schema import TinyModelConfig
+from trainer.config.schema import DataConfig, TinyModelConfig, TrainerConfig
 from trainer.data.packing import PackedBatchCollator, packed_causal_lm_loss
 from trainer.data.tokenization import IGNORE_INDEX, tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
@@ -18,6 +18,7 @@ from trainer.modeling.packed_attention import (
     use_per_example_attention,
 )
 from trainer.modeling.tiny import build_model, build_tokenizer
+from trainer.training import batching
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_a_packed_run_trains_with_the_losses_of_a_padded_run(make_config, tmp_pa
         "train.max_steps=3", "train.logging_steps=1", "train.eval_steps=100", "train.save_steps=100",
         "train.per_device_train_batch_size=8", "data.validation_max_samples=16", "monitoring.tensorboard=false",
     ]  # fmt: skip
-    padded = TrainerEngine().run_job(make_config(*steps, f"run.output_dir={tmp_path / 'padded'}"))
+    padded = TrainerEngine().run_job(make_config(*steps, "data.packing=false", f"run.output_dir={tmp_path / 'padded'}"))
     packed = TrainerEngine().run_job(make_config(*steps, "data.packing=true"))
     assert packed.success and padded.success
     assert packed.final_loss == pytest.approx(padded.final_loss, rel=1e-4)
@@ -101,3 +102,28 @@ def test_a_packed_run_trains_with_the_losses_of_a_padded_run(make_config, tmp_pa
 )
 def test_packing_names_what_per_example_attention_leaves_out_of_a_model(config, left_out):
     assert per_example_attention_inexact(config) == left_out
+
+
+def sliding_window(model):
+    model.config.use_sliding_window, model.config.sliding_window = True, 16
+    return model
+
+
+@pytest.mark.parametrize(
+    ("packing", "transform", "packed", "logged"),
+    [
+        (None, None, True, "Packing: on, exact for this model"),
+        (None, sliding_window, False, "Packing: off (padded batches), as packed ones would leave out its sliding"),
+        (True, sliding_window, True, "SDPA per example leaves out its sliding window"),
+        (False, None, False, None),
+    ],
+)
+def test_the_default_packs_exactly_where_packed_losses_equal_padded_ones(
+    tokenizer, caplog, packing, transform, packed, logged
+):
+    model = build_model("qwen3", TinyModelConfig(), tokenizer)
+    config = TrainerConfig(data=DataConfig(packing=packing))
+    with caplog.at_level("INFO"):
+        collator = batching(config, transform(model) if transform else model, tokenizer)["data_collator"]
+    assert isinstance(collator, PackedBatchCollator) is packed
+    assert logged is None or logged in caplog.text

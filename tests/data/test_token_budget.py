@@ -95,11 +95,11 @@ def test_token_budget_batch_loss_is_the_sum_of_the_per_example_losses(tokenizer)
     assert summed.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_tokens_per_batch_without_packing_is_a_config_error(make_config):
-    config = make_config("data.tokens_per_batch=1024", "train.max_steps=1")
+def test_tokens_per_batch_with_packing_off_is_a_config_error(make_config):
+    config = make_config("data.tokens_per_batch=1024", "data.packing=false", "train.max_steps=1")
     result = TrainerEngine().run_job(config)
     assert not result.success and result.user_error
-    assert "data.tokens_per_batch=1024 needs data.packing=true" in result.error_message
+    assert "data.tokens_per_batch=1024 needs packing: data.packing=true or null (got false)" in result.error_message
 
 
 class GraphsPerStep(TrainerCallback):

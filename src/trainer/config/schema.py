@@ -128,8 +128,10 @@ class DataConfig:
     # "error": any bad record stops the run, all of them listed; "skip": leave them out, counted.
     on_bad_record: str = "error"
     # Padding-free batches: examples laid end to end, attention kept within each example; faster
-    # with mixed lengths, same loss.
-    packing: bool = False
+    # with mixed lengths and less memory, same loss. None: packed where that is exact for the model
+    # (resolved once it is loaded; padded for sliding-window, non-full-attention or softcapped
+    # attention under SDPA per example, with the reason logged); true/false force it.
+    packing: bool | None = None
     # A resume refuses data whose content changed since the run started; true continues on it
     # (logged, and recorded in the run's data.json).
     allow_changed: bool = False

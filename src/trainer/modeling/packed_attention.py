@@ -238,6 +238,15 @@ def use_per_example_attention(model: PreTrainedModel) -> None:
         )
 
 
+def packing_inexact(model: PreTrainedModel) -> str | None:
+    """What packed batches would compute differently from padded ones for this model, or None:
+    packing-aware attention keeps examples apart itself; SDPA per example takes the place of
+    the others."""
+    if model.config._attn_implementation in PACKING_AWARE:
+        return None
+    return per_example_attention_inexact(model.config)
+
+
 def per_example_attention_inexact(config: Any) -> str | None:
     """What of the model's attention SDPA per example does not compute (it is causal and full, no
     more), or None where packed batches have the losses of padded ones."""
