@@ -215,10 +215,10 @@ def training_callbacks(
     `eval_metrics`: the generation eval's, charted in TensorBoard and sent to the trackers."""
     callbacks = [
         IntervalsFromArguments(),
-        LastStepLogged(),
         TrainingMonitorCallback(status, config.monitoring),
         MetricsLogCallback(),
         FinalEvaluationCallback(),
+        LastStepLogged(),
     ]
     if config.monitoring.tensorboard:
         callbacks.append(RunTensorBoardCallback(run_dir.tensorboard_dir, config, eval_metrics))

@@ -164,15 +164,15 @@ class PoisonLossFrom(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step + 1 == self.step:
             self.model = model
-            model.register_forward_hook(poison_loss)
+            # The embeddings, not the output's loss: the chunked loss is computed after the model's forward.
+            model.get_input_embeddings().register_forward_hook(poison_embeddings)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.optimizer_steps += 1
 
 
-def poison_loss(module, args, output):
-    output.loss = output.loss * float("nan")
-    return output
+def poison_embeddings(module, args, output):
+    return output * float("nan")
 
 
 @pytest.fixture(scope="module")

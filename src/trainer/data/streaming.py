@@ -306,7 +306,7 @@ def stream_split(
         columns: dict[str, list] = {name: [] for name in TOKENIZED_FEATURES}
         for pairs in chunked(split.validation, BATCH_SIZE):
             for name, values in tokenize(pairs).items():
-                columns[name] += values
+                columns[name].extend(values)
         validation = usable_rows(Dataset.from_dict(columns, features=TOKENIZED_FEATURES))
     # The stream's thread has a tokenizer of its own: a fast tokenizer that two threads use at
     # once may refuse ("Already borrowed"), and previews use the run's while training.
