@@ -1,5 +1,5 @@
-"""A data path is a regular file or a directory saved by `datasets`; anything else (a FIFO, a
-socket, a device, any other directory) is refused by validation, before a byte of it is read."""
+"""A data path is a regular file or a directory (saved by `datasets`, or a dataset repository);
+anything else (a FIFO, a socket, a device) is refused by validation, before a byte of it is read."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import problems_of, trainer_command
+from trainer.config.schema import SUPPORTED_FORMATS
 from trainer.run.outcome import EXIT_USER_ERROR
 
 
@@ -29,12 +30,6 @@ def character_device(tmp_path: Path) -> Path:
     return Path("/dev/zero")
 
 
-def directory_of_chats(tmp_path: Path) -> Path:
-    (tmp_path / "chats").mkdir()
-    (tmp_path / "chats" / "part-0.jsonl").write_text('{"messages": []}\n')
-    return tmp_path / "chats"
-
-
 @pytest.fixture
 def unix_socket(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
     with socket.socket(socket.AF_UNIX) as listening:
@@ -46,12 +41,11 @@ def unix_socket(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
         yield bound
 
 
-NOT_REGULAR = "not a regular file; use .jsonl, .json, .parquet or a directory written by datasets' save_to_disk"
+NOT_REGULAR = f"not a regular file; use {SUPPORTED_FORMATS}"
 REFUSALS = [
     (fifo, f"is a named pipe (FIFO), {NOT_REGULAR}"),
     (link_to_a_fifo, f"is a named pipe (FIFO), {NOT_REGULAR}"),
     (character_device, f"is a character device, {NOT_REGULAR}"),
-    (directory_of_chats, "is a directory without a saved dataset (no state.json from save_to_disk)"),
 ]
 
 

@@ -58,8 +58,11 @@ def default_cache_dir() -> Path:
 def tokenized_cache_dir(config: DataConfig, run_tokenized_dir: Path) -> Path:
     """The shared cache (data.cache_dir, or the default), created and checked to be writable, or
     the run's own directory with data.cache=false."""
-    if not config.cache:
-        return run_tokenized_dir
+    return shared_cache_dir(config) if config.cache else run_tokenized_dir
+
+
+def shared_cache_dir(config: DataConfig) -> Path:
+    """data.cache_dir, or the default, created and checked to be writable."""
     return writable_dir(Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir())
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource, data_sources, is_mixture
-from trainer.data.cache import default_cache_dir
+from trainer.data.cache import CacheDirError, shared_cache_dir
 from trainer.data.loading import resolve_data_path
 from trainer.data.record_cache import remembered_sha256
 from trainer.errors import UserError
@@ -82,6 +82,18 @@ def content_sha256(path: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def remembered_digests_dir(config: DataConfig) -> Path | None:
+    """The shared cache, where the data's digests are remembered; None with the cache off, or one
+    that cannot be written: the digests are then computed, and the run names the cache's keys
+    once its directory is made (data.cache_dir, data.cache=false)."""
+    if not config.cache:
+        return None
+    try:
+        return shared_cache_dir(config)
+    except CacheDirError:
+        return None
+
+
 def check_data_unchanged(record: Path, config: DataConfig, resume: bool) -> None:
     """Record the data's fingerprint in a new run; in a resumed one, refuse data whose content
     changed since, unless `data.allow_changed`, which is logged and kept in `allowed_changes`."""
@@ -103,9 +115,7 @@ def data_changes(
     whose content changed since; a change `data.allow_changed` does not allow is refused (UserError).
     Reads only: a resume is refused before anything is written into the run."""
     # A missing file is left to the data loader, which names it.
-    digests = (
-        (Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()) if config.cache else None
-    )
+    digests = remembered_digests_dir(config)
     current = {item["path"]: item for path in data_files(config) if (item := fingerprint(path, digests)) is not None}
     if (configured := sources_entry(config)) is not None:
         current[configured["path"]] = configured
