@@ -1,47 +1,20 @@
-"""The command line as Hydra gets it: `resume=DIR` rewritten into the overrides that continue the
-run in its own directory, and, under torchrun, the overrides that put every rank into the one run
-directory rank 0's Hydra picks. Values are written with `hydra_override`, so a path with spaces
-or quotes reaches Hydra unchanged."""
+"""The command line as Hydra gets it: the run's date pinned and, under torchrun, the overrides that
+put every rank into the one run directory rank 0's Hydra picks (`resume=DIR` is rewritten by
+trainer.run.resume). Values are written with `hydra_override`, so a path with spaces or quotes
+reaches Hydra unchanged."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from trainer.config import load
 from trainer.errors import ConfigError, UserError
-from trainer.run.layout import RunDirectory
+from trainer.run.claim import SWEEP_FLAGS
 from trainer.run.overrides import hydra_override, override_key
 from trainer.run.rendezvous import LaunchedRank, published_run_dir
-from trainer.run.resume import RESUME_OUTPUT_SUBDIR, SWEEP_FLAGS, refuse_unresumable, saved_config_resumed
 
-RESUME_PREFIX = "resume="
 # Hydra prints completions for these: no run starts.
 COMPLETION_FLAGS = ("--shell-completion", "-sc")
-
-
-def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
-    """The Hydra command line for `resume=DIR ...`; other command lines are returned unchanged."""
-    resume = [argument for argument in arguments if argument.startswith(RESUME_PREFIX)]
-    if not resume:
-        return arguments
-    run_dir = Path(resume[-1].removeprefix(RESUME_PREFIX))
-    if any(argument in SWEEP_FLAGS for argument in arguments):
-        raise UserError(f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={run_dir}`")
-    overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
-    refuse_unresumable(run_dir, overrides)
-    refuse_resume_before_hydra(run_dir, overrides)
-    flags = [argument for argument in arguments if argument.startswith("-")]
-    return [*flags, *overrides, *resume_overrides("hydra.run.dir", run_dir)]
-
-
-def refuse_resume_before_hydra(run_dir: Path, overrides: list[str]) -> None:
-    """Every refusal of a resume (its config, checkpoint, disk space, data) comes before Hydra
-    writes its record of the resume (.hydra/resume/) into the run: a refused resume writes nothing."""
-    from trainer.run.harness import refuse_resume  # loads torch: for a resume only
-
-    config = load.to_trainer_config(saved_config_resumed(run_dir, overrides))
-    refuse_resume(config, RunDirectory(run_dir))
 
 
 def pin_run_date(arguments: list[str]) -> list[str]:
@@ -58,16 +31,6 @@ def pin_run_date(arguments: list[str]) -> list[str]:
 
 def is_override(argument: str) -> bool:
     return not argument.startswith("-") and "=" in argument
-
-
-def resume_overrides(directory_key: str, directory: Path) -> list[str]:
-    """Hydra writes into `directory` (`hydra.run.dir` or `hydra.sweep.dir`) again, its record of
-    this invocation beside the original `.hydra/`, and the job runs in resume mode."""
-    return [
-        hydra_override(directory_key, str(directory)),
-        f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}",
-        "run.resume=true",
-    ]
 
 
 def rank_overrides(rank: LaunchedRank | None, arguments: list[str]) -> list[str]:

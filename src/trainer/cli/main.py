@@ -15,14 +15,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from trainer.cli.argv import pin_run_date, rank_overrides, refuse_unselected_tracker_keys, rewrite_resume_arguments
+from trainer.cli.argv import pin_run_date, rank_overrides, refuse_unselected_tracker_keys
 from trainer.cli.errors import exit_on_error, hydra_errors_raised
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
 from trainer.errors import ConfigError
+from trainer.run.claim import claim_before_hydra
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult
 from trainer.run.rendezvous import LaunchedRank, publish_run_dir
-from trainer.run.resume import claim_before_hydra, resumed_config
+from trainer.run.resume import resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 from trainer.sweep.summary import write_summary
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from trainer.cli.argv import resume_overrides
 from trainer.errors import UserError
 from trainer.run.interruption import STOP_SIGNALS
 from trainer.run.layout import SweepDirectory
 from trainer.run.outcome import EXIT_USER_ERROR
-from trainer.run.resume import refuse_unsafe_overrides
+from trainer.run.resume import refuse_unsafe_overrides, resume_overrides
 
 USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 # Overrides the resume sets itself, so the originals must not compete with them.

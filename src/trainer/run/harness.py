@@ -21,14 +21,13 @@ from trainer import recipe
 from trainer.config.load import dated
 from trainer.config.schema import TrainerConfig
 from trainer.config.validate import validate_config
-from trainer.data.fingerprint import check_data_unchanged, data_changes
+from trainer.data.fingerprint import check_data_unchanged
 from trainer.errors import ConfigError, UserError, first_line
 from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
 from trainer.monitoring.run_log import capture_run_log
 from trainer.monitoring.trackers import RunTrackers, open_trackers
-from trainer.run.disk_space import check_space_for_resume
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import (
     RunInterrupted,
@@ -38,8 +37,9 @@ from trainer.run.interruption import (
     masked_interruption,
 )
 from trainer.run.job_isolation import isolated_job
-from trainer.run.layout import RunDirectory, checkpoint_step
+from trainer.run.layout import RunDirectory
 from trainer.run.outcome import INTERRUPTED, TrainingResult
+from trainer.run.resume import check_resume_space, completed_result
 from trainer.run.status import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -174,24 +174,6 @@ def run_claimed(
     return result
 
 
-def refuse_resume(config: TrainerConfig, run_dir: RunDirectory) -> None:
-    """Raise `UserError` (or `ConfigError`) where resuming `run_dir` with `config` would be refused,
-    reading only: the command line asks before Hydra writes its record of the resume into the run."""
-    validate_config(config, gather_facts())
-    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
-    if completed_result(run_dir, config.train.max_steps) is None:
-        check_resume_space(config, run_dir, checkpoint)
-        data_changes(run_dir.data_file, config.data)
-
-
-def check_resume_space(config: TrainerConfig, run_dir: RunDirectory, checkpoint: str | None) -> None:
-    """The disk must hold what the resume adds; without a checkpoint the run starts over, and the
-    recipe checks once the model is loaded."""
-    if checkpoint is not None:
-        steps_left = checkpoint_step(checkpoint) != config.train.max_steps
-        check_space_for_resume(run_dir, checkpoint, config.train.save_total_limit, steps_left)
-
-
 def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
     """A job refused before it started writes result.json only into a directory that exists and
     holds no run (the one Hydra made for it, so a sweep's summary lists the job as failed); it
@@ -199,17 +181,6 @@ def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingRes
     if run_dir.root.is_dir() and not run_dir.holds_run():
         write_json_atomic(run_dir.result_file, result.to_dict())
     return result
-
-
-def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
-    """The result of a run that succeeded, saved its final model and needs no more steps (a resume
-    may raise max_steps; a run that stopped early needs none)."""
-    previous = run_dir.read_result()
-    if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
-        return None
-    if max_steps > 0 and previous["global_step"] < max_steps and not previous.get("stopped_early"):
-        return None
-    return TrainingResult(**previous)
 
 
 def failure(

@@ -1,32 +1,34 @@
 """`python -m trainer resume=outputs/DATE/TIME [SAFE OVERRIDE ...]`: continue a run in its own
 directory with the config it was started with.
 
-The command line is rewritten before Hydra sees it (trainer.cli.argv, after `refuse_unresumable`):
+The command line is rewritten before Hydra sees it (`rewrite_resume_arguments`):
 Hydra keeps the run's directory (and writes this invocation's files under `.hydra/resume/`,
 leaving the original `.hydra/` alone), and the job then loads the run's saved config and applies
-only overrides that cannot change what is being trained. The directory a command line names is
-claimed here, before Hydra writes into it.
+only overrides that cannot change what is being trained. Every refusal of a resume comes before
+Hydra writes anything into the run (`refuse_resume_before_hydra`).
 """
 
 from __future__ import annotations
 
 import shutil
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from trainer.config import load
 from trainer.config.load import load_saved_config
+from trainer.config.schema import TrainerConfig
 from trainer.errors import UserError
-from trainer.run.layout import SAVED_CONFIG, RunDirectory, SweepDirectory
-from trainer.run.overrides import override_key
+from trainer.run.claim import SWEEP_FLAGS
+from trainer.run.disk_space import check_space_for_resume
+from trainer.run.layout import SAVED_CONFIG, RunDirectory, checkpoint_step
+from trainer.run.outcome import TrainingResult
+from trainer.run.overrides import hydra_override, override_key
 
-SWEEP_FLAGS = ("--multirun", "-m")
 # Where Hydra records a resume's own config and overrides, beside the run's original `.hydra/`.
 RESUME_OUTPUT_SUBDIR = ".hydra/resume"
+RESUME_PREFIX = "resume="
 # Keys a resumed run (or sweep) may change: how long it runs and how often it reports, never what
 # it trains. The one list for `resume=DIR` and `python -m trainer.sweep resume=DIR`.
 SAFE_KEYS = (
@@ -63,41 +65,6 @@ def refuse_unsafe_overrides(overrides: list[str]) -> None:
         )
 
 
-def claim_before_hydra(arguments: list[str]) -> AbstractContextManager[None]:
-    """Claim the run directory a command line names (`hydra.run.dir=DIR`, as `resume=` sets it)
-    before Hydra writes `.hydra/` into it, or refuse a sweep over an existing one's directory.
-    A directory Hydra names itself is new (its name has microseconds): the engine claims it."""
-    if "hydra.output_subdir=null" in arguments:
-        # Hydra writes nothing here (a rank of the job's own torchrun): its engine claims.
-        return nullcontext()
-    named = {
-        override.key_or_group: override.value()
-        for override in parse_hydra_dirs(arguments)
-        # A directory with an interpolation (${now:...}) is Hydra's to resolve: new, like its default.
-        if "${" not in str(override.value())
-    }
-    resume = "run.resume=true" in arguments
-    if any(argument in SWEEP_FLAGS for argument in arguments):
-        sweep_dir = named.get("hydra.sweep.dir")
-        if sweep_dir and not resume and SweepDirectory(Path(sweep_dir)).multirun_config.exists():
-            raise UserError(
-                f"{sweep_dir} already holds a sweep; continue it with `python -m trainer.sweep resume={sweep_dir}` "
-                "or start the sweep in another directory"
-            )
-        return nullcontext()
-    if run_dir := named.get("hydra.run.dir"):
-        return RunDirectory(Path(run_dir)).claim(resume=resume, before_hydra=True)
-    return nullcontext()
-
-
-def parse_hydra_dirs(arguments: list[str]) -> list[Override]:
-    wanted = [argument for argument in arguments if argument.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    try:
-        return OverridesParser.create().parse_overrides(wanted)
-    except OverrideParseException:
-        return []  # Hydra reports the malformed override itself, before it writes anything
-
-
 def resumed_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> DictConfig:
     """The run's saved config with this invocation's safe overrides applied. A sweep job that
     never started has none: it runs as composed, and this resume's files become its record."""
@@ -118,3 +85,69 @@ def saved_config_resumed(run_dir: Path, overrides: list[str]) -> DictConfig:
     OmegaConf.update(config, "run.output_dir", str(run_dir), force_add=True)
     OmegaConf.update(config, "run.resume", True, force_add=True)
     return config
+
+
+def rewrite_resume_arguments(arguments: list[str]) -> list[str]:
+    """The Hydra command line for `resume=DIR ...`; other command lines are returned unchanged."""
+    resume = [argument for argument in arguments if argument.startswith(RESUME_PREFIX)]
+    if not resume:
+        return arguments
+    run_dir = Path(resume[-1].removeprefix(RESUME_PREFIX))
+    if any(argument in SWEEP_FLAGS for argument in arguments):
+        raise UserError(f"Cannot resume a sweep with --multirun: use `python -m trainer.sweep resume={run_dir}`")
+    overrides = [argument for argument in arguments if not argument.startswith((RESUME_PREFIX, "-"))]
+    refuse_unresumable(run_dir, overrides)
+    refuse_resume_before_hydra(run_dir, overrides)
+    flags = [argument for argument in arguments if argument.startswith("-")]
+    return [*flags, *overrides, *resume_overrides("hydra.run.dir", run_dir)]
+
+
+def refuse_resume_before_hydra(run_dir: Path, overrides: list[str]) -> None:
+    """Every refusal of a resume (its config, checkpoint, disk space, data) comes before Hydra
+    writes its record of the resume (.hydra/resume/) into the run: a refused resume writes nothing."""
+    config = load.to_trainer_config(saved_config_resumed(run_dir, overrides))
+    refuse_resume(config, RunDirectory(run_dir))
+
+
+def resume_overrides(directory_key: str, directory: Path) -> list[str]:
+    """Hydra writes into `directory` (`hydra.run.dir` or `hydra.sweep.dir`) again, its record of
+    this invocation beside the original `.hydra/`, and the job runs in resume mode."""
+    return [
+        hydra_override(directory_key, str(directory)),
+        f"hydra.output_subdir={RESUME_OUTPUT_SUBDIR}",
+        "run.resume=true",
+    ]
+
+
+def refuse_resume(config: TrainerConfig, run_dir: RunDirectory) -> None:
+    """Raise `UserError` (or `ConfigError`) where resuming `run_dir` with `config` would be refused,
+    reading only: the command line asks before Hydra writes its record of the resume into the run."""
+    # Loaded for a resume only: torch and datasets (the command line stays instant).
+    from trainer.config.validate import validate_config
+    from trainer.data.fingerprint import data_changes
+    from trainer.facts import gather_facts
+
+    validate_config(config, gather_facts())
+    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
+    if completed_result(run_dir, config.train.max_steps) is None:
+        check_resume_space(config, run_dir, checkpoint)
+        data_changes(run_dir.data_file, config.data)
+
+
+def check_resume_space(config: TrainerConfig, run_dir: RunDirectory, checkpoint: str | None) -> None:
+    """The disk must hold what the resume adds; without a checkpoint the run starts over, and the
+    recipe checks once the model is loaded."""
+    if checkpoint is not None:
+        steps_left = checkpoint_step(checkpoint) != config.train.max_steps
+        check_space_for_resume(run_dir, checkpoint, config.train.save_total_limit, steps_left)
+
+
+def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
+    """The result of a run that succeeded, saved its final model and needs no more steps (a resume
+    may raise max_steps; a run that stopped early needs none)."""
+    previous = run_dir.read_result()
+    if not previous or not previous["success"] or not run_dir.final_model_dir.is_dir():
+        return None
+    if max_steps > 0 and previous["global_step"] < max_steps and not previous.get("stopped_early"):
+        return None
+    return TrainingResult(**previous)
