@@ -42,6 +42,7 @@ from trainer.run.files import write_json_atomic
 from trainer.run.interruption import StopRequest
 from trainer.run.layout import RunDirectory, checkpoint_step
 from trainer.run.outcome import TrainingResult
+from trainer.run.resume import ResumePlan
 from trainer.run.status import StatusWriter
 from trainer.training import IntervalsFromArguments, LastStepLogged, batch_summary, build_hf_trainer
 
@@ -53,16 +54,17 @@ def train(
     run_dir: RunDirectory,
     status: StatusWriter,
     stop: StopRequest,
-    checkpoint: str | None,
+    plan: ResumePlan,
     *,
     main_process: bool,
     environ: Mapping[str, str],
     extra_callbacks: Sequence[TrainerCallback] = (),
     trackers: RunTrackers | None = None,
 ) -> TrainingResult:
-    """Train one validated config in its claimed run directory. The main process (rank 0, or the
-    only one) writes the run's files and reports to the `trackers` (MLflow, W&B) the harness
-    opened; `environ` holds the secrets (the remote preview's token)."""
+    """Train one validated config in its claimed run directory, from the checkpoint the harness's
+    `plan` chose (or from step 0). The main process (rank 0, or the only one) writes the run's
+    files and reports to the `trackers` (MLflow, W&B) the harness opened; `environ` holds the
+    secrets (the remote preview's token)."""
     preview_token = read_preview_token(config.preview, environ)
     log.info(
         "Run: model=%s profile=%s precision=%s data=%s date=%s -> %s",
@@ -85,13 +87,14 @@ def train(
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
     records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
-    plan = plan_precision(config.precision.name)
+    precision = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
     with PartialState().main_process_first():
-        model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype, quantize_4bit)
+        model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, precision.model_dtype, quantize_4bit)
     model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
     parameters = count_parameters(model)
+    checkpoint = plan.checkpoint
     if checkpoint is None:
         # A resume from a checkpoint was checked against the disk before anything was written.
         check_space_for_new_run(run_dir, model, config.train.save_total_limit)
@@ -118,7 +121,7 @@ def train(
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
     previews = build_preview_callback(
-        config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
+        config, run_dir, profile, records, system_prompt, tokenizer, preview_token, plan.start_step
     )
     previews.listeners.append(status.record_preview)
     if trackers is not None:
@@ -146,7 +149,7 @@ def train(
         eval_metrics=generation_eval.metric_names if generation_eval else (),
         trackers=trackers,
     )
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, plan, callbacks, generation_eval)
+    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, precision, callbacks, generation_eval)
     stop.raise_if_requested("before the first step")
     if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
         log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
@@ -160,7 +163,7 @@ def train(
         trainer.save_model(str(run_dir.final_model_dir))
         log_replica_checksum(trainer)
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
-            save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
+            save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, precision.model_dtype)
     summary = {
         "profile": profile.metadata(),
         **data.stats,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,34 +94,28 @@ def remembered_digests_dir(config: DataConfig) -> Path | None:
         return None
 
 
-def check_data_unchanged(record: Path, config: DataConfig, resume: bool) -> None:
-    """Record the data's fingerprint in a new run; in a resumed one, refuse data whose content
-    changed since, unless `data.allow_changed`, which is logged and kept in `allowed_changes`."""
-    current, previous, changed = data_changes(record, config, resume)
-    if previous is None:
-        write_json_atomic(record, {"files": list(current.values()), "allowed_changes": []})
-        return
-    if not changed:
-        return
-    log.warning("Resuming on changed data (data.allow_changed=true): %s", ", ".join(changed))
-    allowed = [*previous["allowed_changes"], previous["files"]]
-    write_json_atomic(record, {"files": list(current.values()), "allowed_changes": allowed})
-
-
-def data_changes(
-    record: Path, config: DataConfig, resume: bool = True
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, list[str]]:
+@dataclass(frozen=True)
+class DataChanges:
     """The data's fingerprints by path, the run's record of them (None in a new run) and the paths
-    whose content changed since; a change `data.allow_changed` does not allow is refused (UserError).
-    Reads only: a resume is refused before anything is written into the run."""
+    whose content changed since."""
+
+    current: dict[str, dict[str, Any]]
+    previous: dict[str, Any] | None
+    changed: list[str]
+
+
+def data_changes(config: DataConfig, record: Path | None) -> DataChanges:
+    """The data's fingerprints against the run's `record` of them (None: a new run, nothing to
+    compare); a change `data.allow_changed` does not allow is refused (UserError). Reads only: a
+    continued run is refused before anything is written into it."""
     # A missing file is left to the data loader, which names it.
     digests = remembered_digests_dir(config)
     current = {item["path"]: item for path in data_files(config) if (item := fingerprint(path, digests)) is not None}
     if (configured := sources_entry(config)) is not None:
         current[configured["path"]] = configured
-    previous = json.loads(record.read_text(encoding="utf-8")) if resume and record.is_file() else None
+    previous = json.loads(record.read_text(encoding="utf-8")) if record is not None and record.is_file() else None
     if previous is None:
-        return current, None, []
+        return DataChanges(current, None, [])
     before = {item["path"]: item for item in previous["files"]}
     changed = sorted(
         path for path in before.keys() | current.keys() if content(before.get(path)) != content(current.get(path))
@@ -131,7 +125,20 @@ def data_changes(
             f"Cannot resume: the data changed since the run started ({', '.join(changed)}); "
             "resume with data.allow_changed=true to continue on the new data"
         )
-    return current, previous, changed
+    return DataChanges(current, previous, changed)
+
+
+def record_data_fingerprint(record: Path, changes: DataChanges) -> None:
+    """Record the data's fingerprint in a new run; a change `data.allow_changed` let a continued run
+    through is logged and kept in `allowed_changes`."""
+    if changes.previous is None:
+        write_json_atomic(record, {"files": list(changes.current.values()), "allowed_changes": []})
+        return
+    if not changes.changed:
+        return
+    log.warning("Resuming on changed data (data.allow_changed=true): %s", ", ".join(changes.changed))
+    allowed = [*changes.previous["allowed_changes"], changes.previous["files"]]
+    write_json_atomic(record, {"files": list(changes.current.values()), "allowed_changes": allowed})
 
 
 def content(item: dict[str, Any] | None) -> tuple | None:

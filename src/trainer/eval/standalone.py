@@ -77,8 +77,7 @@ def evaluate_run(root: Path, checkpoint: int | None = None) -> dict[str, float]:
     # The run's own date ({date} in its system prompt), or today's for a run saved before runs recorded it.
     config = dated(saved_run_config(run_dir))
     weights = weights_to_evaluate(run_dir, checkpoint)
-    # Held while scoring: no run trains in this directory meanwhile, and none starts.
-    with run_dir.claim(resume=True):
+    with run_dir.claim_to_add():
         profile = build_profile(config.profile, config.seed)
         records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
         model_config = replace(config.model, name=weights.path.name, source="pretrained", path=str(weights.path))

@@ -77,13 +77,14 @@ def run_status(result: TrainingResult) -> int:
 
 
 def open_mlflow(config: MlflowLoggerConfig, run: TrackedRun) -> MlflowTracker:
-    """The run's MLflow run: continued on resume, else created (a child of its sweep's parent run)."""
+    """The run's MLflow run: the one its first start created (trackers.json keeps its id; a new run
+    has none) when it is in the same store, else a new one (a child of its sweep's parent run)."""
     uri = config.tracking_uri or default_tracking_uri(run)
     check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     try:
         ids = run.read_ids("mlflow")
-        if run.resume and ids.get("tracking_uri") == uri:
+        if ids.get("tracking_uri") == uri:
             run_id = continue_run(client, ids["run_id"], run.params)
         else:
             run_id = create_run(client, config, run, uri)

@@ -46,7 +46,6 @@ class TrackedRun:
     name: str
     params: dict[str, str]
     tags: dict[str, str]
-    resume: bool
 
     def read_ids(self, tracker: str) -> dict[str, Any]:
         """The ids this run was given by `tracker` when it first started (trackers.json)."""
@@ -71,7 +70,6 @@ def describe_run(config: TrainerConfig, run_dir: RunDirectory) -> TrackedRun:
             "data": source_name(config.data.train, "data.train"),
             "run_dir": str(run_dir.root.absolute()),
         },
-        resume=config.run.resume,
     )
 
 

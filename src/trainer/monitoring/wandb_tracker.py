@@ -85,7 +85,8 @@ def wandb_mode(config: WandbLoggerConfig, environ: Mapping[str, str]) -> tuple[s
 
 
 def open_wandb(config: WandbLoggerConfig, run: TrackedRun, mode: str, key: str | None) -> WandbTracker:
-    previous = run.read_ids("wandb").get("id") if run.resume else None
+    # The id of the run's first start (a new run has none).
+    previous = run.read_ids("wandb").get("id")
     tracked = wandb.init(
         project=config.project,
         entity=config.entity,

@@ -39,7 +39,7 @@ def build_preview_callback(
     system_prompt: str,
     tokenizer: PreTrainedTokenizerBase,
     token: str | None = None,
-    resume_step: int | None = None,
+    start_step: int | None = None,
 ) -> PreviewCallback:
     """Previews of the validation records (the training records when there is no validation
     set), recorded to previews.jsonl and, with monitoring.tensorboard, TensorBoard text."""
@@ -47,9 +47,9 @@ def build_preview_callback(
     prompts = select_prompts(
         records.validation or records.train, profile, system_prompt, tokenizer, preview.num_prompts, config.seed
     )
-    listeners = [PreviewLog(run_dir.previews_file, resume_step)]
+    listeners = [PreviewLog(run_dir.previews_file, start_step)]
     if config.monitoring.tensorboard:
-        listeners.append(PreviewTensorBoardText(run_dir.preview_tensorboard_dir, resume_step))
+        listeners.append(PreviewTensorBoardText(run_dir.preview_tensorboard_dir, start_step))
     backend = build_preview_backend(preview, tokenizer, profile, config.seed, token)
     return PreviewCallback(backend, prompts, preview.every_steps, profile.preview_checks, listeners)
 

@@ -16,10 +16,10 @@ class PreviewLog:
     """Appends each preview to previews.jsonl as one complete line, flushed at once, so a reader
     (or a crash) never sees half a line."""
 
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+    def __init__(self, path: Path, start_step: int | None = None) -> None:
         self.path = path
-        if resume_step is not None and path.exists():
-            self.forget_after(resume_step)
+        if start_step is not None and path.exists():
+            self.forget_after(start_step)
 
     def forget_after(self, step: int) -> None:
         """A resumed run repeats the steps after its checkpoint: their previews go, not doubled."""
@@ -36,10 +36,10 @@ class PreviewTensorBoardText:
     """One text entry per preview, tag `preview/prompt_<index>`, at the preview's step. Written
     to its own event file directory: transformers' TensorBoard writer owns the other one."""
 
-    def __init__(self, log_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, log_dir: Path, start_step: int | None = None) -> None:
         self.log_dir = log_dir
         # A resumed run hides what the killed one wrote after its checkpoint.
-        self.purge_step = None if resume_step is None else resume_step + 1
+        self.purge_step = None if start_step is None else start_step + 1
         self.writer: SummaryWriter | None = None
 
     def __call__(self, result: PreviewResult) -> None:

@@ -21,7 +21,6 @@ from trainer import recipe
 from trainer.config.load import dated
 from trainer.config.schema import TrainerConfig
 from trainer.config.validate import validate_config
-from trainer.data.fingerprint import check_data_unchanged
 from trainer.errors import ConfigError, UserError, first_line
 from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
@@ -39,7 +38,7 @@ from trainer.run.interruption import (
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory
 from trainer.run.outcome import INTERRUPTED, TrainingResult
-from trainer.run.resume import check_resume_space, completed_result
+from trainer.run.resume import ResumePlan, plan_job, start_planned_job
 from trainer.run.status import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -72,20 +71,15 @@ def run_job(
     with graceful_stop() as stop:
         try:
             with claim:
-                checkpoint = None
-                if config.run.resume:
-                    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
-                    if previous := completed_result(run_dir, config.train.max_steps):
-                        log.info("%s already completed; its result is reused", run_dir.root)
-                        return previous
-                    # Refused here, a resume has written nothing into the run.
-                    check_resume_space(config, run_dir, checkpoint)
+                plan = plan_job(config, run_dir, main_process=main_process)
+                if plan.completed is not None:
+                    log.info("%s already completed; its result is reused", run_dir.root)
+                    return plan.completed
+                # Refused until here, a resume has written nothing into the run.
                 if main_process:
-                    check_data_unchanged(run_dir.data_file, config.data, config.run.resume)
-                    if config.run.resume:
-                        run_dir.remove_unfinished_save()
+                    start_planned_job(plan, run_dir)
                 return run_claimed(
-                    config, run_dir, process.process_index, stop, checkpoint, environ=environ, callbacks=callbacks
+                    config, run_dir, process.process_index, stop, plan, environ=environ, callbacks=callbacks
                 )
         except UserError as error:
             # The directory is not ours (busy, or another run's), or the resume is refused:
@@ -104,7 +98,7 @@ def run_claimed(
     run_dir: RunDirectory,
     rank: int,
     stop: StopRequest,
-    checkpoint: str | None,
+    plan: ResumePlan,
     *,
     environ: Mapping[str, str],
     callbacks: Sequence[TrainerCallback],
@@ -128,7 +122,7 @@ def run_claimed(
                 run_dir,
                 status,
                 stop,
-                checkpoint,
+                plan,
                 main_process=main_process,
                 environ=environ,
                 extra_callbacks=callbacks,

@@ -8,7 +8,7 @@ import logging
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,11 @@ class RunDirectory:
                 raise
             finally:
                 CLAIMED_BEFORE_HYDRA.pop(key, None)
+
+    def claim_to_add(self) -> AbstractContextManager[None]:
+        """Hold the directory of a run (finished, or stopped) while adding to it, an evaluation:
+        no run trains in it meanwhile, and none starts."""
+        return self.claim(resume=True)
 
     def remove_if_untouched(self) -> None:
         """Remove the directory when it holds nothing but the claim's lock file."""

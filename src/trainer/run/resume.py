@@ -11,7 +11,9 @@ Hydra writes anything into the run (`refuse_resume_before_hydra`).
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +27,9 @@ from trainer.run.disk_space import check_space_for_resume
 from trainer.run.layout import SAVED_CONFIG, RunDirectory, checkpoint_step
 from trainer.run.outcome import TrainingResult
 from trainer.run.overrides import hydra_override, override_key
+
+if TYPE_CHECKING:
+    from trainer.data.fingerprint import DataChanges
 
 # Where Hydra records a resume's own config and overrides, beside the run's original `.hydra/`.
 RESUME_OUTPUT_SUBDIR = ".hydra/resume"
@@ -119,19 +124,64 @@ def resume_overrides(directory_key: str, directory: Path) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a job continues from, decided once, reading only, before anything is written into the
+    run (`plan_job`), and handed down: the harness records the data's fingerprint and clears an
+    unfinished save (`start_planned_job`), the recipe trains from `checkpoint`, and what a killed
+    run logged after `start_step` (previews, TensorBoard) is dropped, not doubled."""
+
+    # A run continued in its own directory (run.resume), not a new one.
+    continues: bool = False
+    # The newest complete checkpoint; None: the run trains from step 0.
+    checkpoint: str | None = None
+    # The result of a run that already completed: returned as it is, nothing trained.
+    completed: TrainingResult | None = None
+    # The data's fingerprint against the run's record; None in a process that does not record it.
+    data: DataChanges | None = None
+
+    @property
+    def start_step(self) -> int | None:
+        return checkpoint_step(self.checkpoint)
+
+
+def plan_job(config: TrainerConfig, run_dir: RunDirectory, *, main_process: bool) -> ResumePlan:
+    """The plan of a job in `run_dir`, or `UserError` where continuing it is refused: a checkpoint
+    past train.max_steps, too little disk for what the run adds, data changed since it started.
+    The main process (which records the data's fingerprint) also fingerprints the data."""
+    # Loaded for a job only: datasets (the command line stays instant).
+    from trainer.data.fingerprint import data_changes
+
+    if not config.run.resume:
+        return ResumePlan(data=data_changes(config.data, None) if main_process else None)
+    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
+    if completed := completed_result(run_dir, config.train.max_steps):
+        return ResumePlan(continues=True, checkpoint=checkpoint, completed=completed)
+    check_resume_space(config, run_dir, checkpoint)
+    data = data_changes(config.data, run_dir.data_file) if main_process else None
+    return ResumePlan(continues=True, checkpoint=checkpoint, data=data)
+
+
+def start_planned_job(plan: ResumePlan, run_dir: RunDirectory) -> None:
+    """The plan's writes, by the owner of the claimed run directory: the data's fingerprint
+    recorded, and what a kill during a save left behind removed."""
+    from trainer.data.fingerprint import record_data_fingerprint
+
+    if plan.data is not None:
+        record_data_fingerprint(run_dir.data_file, plan.data)
+    if plan.continues:
+        run_dir.remove_unfinished_save()
+
+
 def refuse_resume(config: TrainerConfig, run_dir: RunDirectory) -> None:
     """Raise `UserError` (or `ConfigError`) where resuming `run_dir` with `config` would be refused,
     reading only: the command line asks before Hydra writes its record of the resume into the run."""
-    # Loaded for a resume only: torch and datasets (the command line stays instant).
+    # Loaded for a resume only: torch (the command line stays instant).
     from trainer.config.validate import validate_config
-    from trainer.data.fingerprint import data_changes
     from trainer.facts import gather_facts
 
     validate_config(config, gather_facts())
-    checkpoint = run_dir.checkpoint_to_resume(config.train.max_steps)
-    if completed_result(run_dir, config.train.max_steps) is None:
-        check_resume_space(config, run_dir, checkpoint)
-        data_changes(run_dir.data_file, config.data)
+    plan_job(config, run_dir, main_process=True)
 
 
 def check_resume_space(config: TrainerConfig, run_dir: RunDirectory, checkpoint: str | None) -> None:
