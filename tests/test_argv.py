@@ -9,9 +9,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from trainer.cli.argv import refuse_unselected_tracker_keys
-from trainer.cli.sweep import resume_command
 from trainer.errors import UserError
-from trainer.run.resume import rewrite_resume_arguments
+from trainer.run.resume import resume_command, rewrite_resume_arguments
 
 AWKWARD_NAMES = ["plain", "my runs", "lr=1e-3,2e-3", "it's"]
 

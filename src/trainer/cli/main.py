@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,11 +21,12 @@ from trainer.cli.argv import pin_run_date, rank_overrides, refuse_unselected_tra
 from trainer.cli.errors import exit_on_error, hydra_errors_raised
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, UserError
 from trainer.run.claim import claim_before_hydra
+from trainer.run.layout import SweepDirectory
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR, TrainingResult
 from trainer.run.rendezvous import LaunchedRank, publish_run_dir
-from trainer.run.resume import resumed_config, rewrite_resume_arguments
+from trainer.run.resume import resume_command, resumed_config, rewrite_resume_arguments
 from trainer.sweep.metrics import objective
 from trainer.sweep.summary import write_summary
 
@@ -35,6 +38,8 @@ def config_dir() -> str:
     packaged = Path(__file__).parents[1] / "conf"
     return str(packaged if packaged.is_dir() else Path(__file__).parents[3] / "conf")
 
+
+SWEEP_USAGE = "usage: python -m trainer.sweep resume=multirun/DATE/TIME [OVERRIDE ...]"
 
 register_schema()
 
@@ -109,9 +114,7 @@ def main() -> None:
 
         sys.exit(show_status(arguments))
     if command == ["sweep"]:
-        from trainer.cli.sweep import main as resume_sweep
-
-        sys.exit(resume_sweep(arguments))
+        sys.exit(sweep_command(arguments))
     if command == ["eval"]:
         from trainer.cli.eval import main as evaluate
 
@@ -135,3 +138,47 @@ def run_from_command_line() -> None:
         claim = claim_before_hydra(sys.argv[1:]) if rank is None or rank.rank == 0 else nullcontext()
         with claim, hydra_errors_raised():
             run()
+
+
+def sweep_command(argv: list[str]) -> int:
+    """`python -m trainer.sweep resume=multirun/DATE/TIME [SAFE OVERRIDE ...]`: run the jobs of a
+    sweep that have no successful result.json, each in its own directory, and refresh the summary.
+
+    The sweep is launched again with its original overrides (from multirun.yaml) into the same
+    directory, its jobs in resume mode: those that already succeeded return their stored result,
+    the others continue from their newest checkpoint with their saved config (or start). Only the
+    overrides a run resume accepts are accepted; each job's `.hydra/` and the sweep's multirun.yaml
+    stay as they were, the resume's own record goes beside them (`.hydra/resume/`,
+    `multirun.resume.yaml`)."""
+    if not argv or not argv[0].startswith("resume="):
+        print(SWEEP_USAGE, file=sys.stderr)
+        return EXIT_USER_ERROR
+    sweep_dir = Path(argv[0].removeprefix("resume="))
+    try:
+        command = resume_command(sweep_dir, argv[1:])
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USER_ERROR
+    return run_keeping_multirun_config(command, sweep_dir)
+
+
+def run_keeping_multirun_config(command: list[str], sweep_dir: Path) -> int:
+    """Run the resumed sweep; Hydra rewrites multirun.yaml, so the original is put back and the
+    resume's kept beside it. A signal to this process is passed on to the sweep, which stops."""
+    from trainer.run.interruption import STOP_SIGNALS  # transformers: for this command only
+
+    multirun_config = SweepDirectory(sweep_dir).multirun_config
+    original = multirun_config.read_bytes()
+    # Its own session: Ctrl-C reaches it once, through this process, not twice (a second stops at once).
+    sweep = subprocess.Popen(command, start_new_session=True)
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: sweep.send_signal(signum)) for signum in STOP_SIGNALS
+    }
+    try:
+        return sweep.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if multirun_config.read_bytes() != original:
+            multirun_config.replace(SweepDirectory(sweep_dir).resume_record)
+            multirun_config.write_bytes(original)

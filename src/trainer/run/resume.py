@@ -11,6 +11,7 @@ Hydra writes anything into the run (`refuse_resume_before_hydra`).
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from trainer.config.schema import TrainerConfig
 from trainer.errors import UserError
 from trainer.run.claim import SWEEP_FLAGS
 from trainer.run.disk_space import check_space_for_resume
-from trainer.run.layout import SAVED_CONFIG, RunDirectory, checkpoint_step
+from trainer.run.layout import SAVED_CONFIG, RunDirectory, SweepDirectory, checkpoint_step
 from trainer.run.outcome import TrainingResult
 from trainer.run.overrides import hydra_override, override_key
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # Where Hydra records a resume's own config and overrides, beside the run's original `.hydra/`.
 RESUME_OUTPUT_SUBDIR = ".hydra/resume"
 RESUME_PREFIX = "resume="
+# Overrides a sweep's resume sets itself, so the originals must not compete with them.
+RESUME_OWNED = ("hydra.sweep.dir=", "run.resume=", "hydra.output_subdir=")
 # Keys a resumed run (or sweep) may change: how long it runs and how often it reports, never what
 # it trains. The one list for `resume=DIR` and `python -m trainer.sweep resume=DIR`.
 SAFE_KEYS = (
@@ -201,3 +204,15 @@ def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | 
     if max_steps > 0 and previous["global_step"] < max_steps and not previous.get("stopped_early"):
         return None
     return TrainingResult(**previous)
+
+
+def resume_command(sweep_dir: Path, extra: list[str]) -> list[str]:
+    multirun_config = SweepDirectory(sweep_dir).multirun_config
+    if not multirun_config.is_file():
+        raise UserError(f"Cannot resume: {sweep_dir} is not a sweep directory: it has no {multirun_config.name}")
+    refuse_unsafe_overrides(extra)
+    original = OmegaConf.load(multirun_config).hydra.overrides.task
+    kept = [item for item in original if not item.startswith(RESUME_OWNED)]
+    return [
+        sys.executable, "-m", "trainer", "--multirun", *kept, *extra, *resume_overrides("hydra.sweep.dir", sweep_dir)
+    ]  # fmt: skip

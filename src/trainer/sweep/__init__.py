@@ -1,2 +1,2 @@
 """Sweeps (`--multirun`): the job listing and summary across jobs, job reuse on resume; the
-resume command is trainer.cli.sweep."""
+resume command is trainer.cli.main.sweep_command."""

@@ -1,8 +1,8 @@
-"""`python -m trainer.sweep resume=DIR`, as README and scripts call it: see trainer.cli.sweep."""
+"""`python -m trainer.sweep resume=DIR`, as README and scripts call it: see trainer.cli.main.sweep_command."""
 
 import sys
 
-from trainer.cli.sweep import main
+from trainer.cli.main import sweep_command
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(sweep_command(sys.argv[1:]))
