@@ -24,14 +24,11 @@ from bench.report import Spread, per_round_ratios
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import RunConfig, TrainerConfig
 from trainer.data.preparation import TokenizedData
-from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
-from trainer.precision import plan_precision
-from trainer.recipe import training_callbacks
+from trainer.recipe import build_trainer, setup_model, training_callbacks
 from trainer.run.layout import RunDirectory
 from trainer.run.status import StatusWriter
-from trainer.training import build_hf_trainer
 
 
 @dataclass(frozen=True)
@@ -65,13 +62,9 @@ class HookTimer:
 
 def measure(config: TrainerConfig, data: TokenizedData, monitoring: bool) -> Speed:
     set_seed(config.seed)
-    plan = plan_precision(config.precision.name)
-    model, tokenizer, _ = load_model_and_tokenizer(config.model, plan.model_dtype)
     run_dir = RunDirectory(Path(config.run.output_dir))
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
-    trainer = build_hf_trainer(
-        config, run_dir, model, tokenizer, data, plan, training_callbacks(config, run_dir, status)
-    )
+    trainer = build_trainer(config, run_dir, setup_model(config), data, training_callbacks(config, run_dir, status))
     hooks = HookTimer()
     watchers = (TrainingMonitorCallback, RunTensorBoardCallback)
     for callback in [c for c in trainer.callback_handler.callbacks if isinstance(c, watchers)]:

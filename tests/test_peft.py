@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,21 @@ from transformers import AutoModelForCausalLM
 from tests.helpers import RUN_DATE
 from trainer.config.load import to_trainer_config
 from trainer.config.schema import TrainerConfig
-from trainer.data.preparation import load_record_split, tokenize_split
 from trainer.engine import TrainerEngine
-from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_merged_model
+from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter
 from trainer.modeling.loading import load_model_and_tokenizer, model_location
-from trainer.precision import plan_precision
 from trainer.profiles import build_profile
-from trainer.recipe import training_callbacks
+from trainer.recipe import (
+    build_trainer,
+    fit,
+    read_records,
+    save_final_model,
+    setup_data,
+    setup_model,
+    training_callbacks,
+)
 from trainer.run.layout import RunDirectory
 from trainer.run.status import StatusWriter
-from trainer.training import build_hf_trainer
 
 # A few small steps: enough for every adapter weight to move.
 SHORT_RUN = [
@@ -46,34 +50,24 @@ def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTrai
     run_dir = RunDirectory(tmp_path_factory.mktemp("lora-run"))
     overrides = [
         "peft=lora",
+        "peft.merge_on_save=true",
         f"run.output_dir={run_dir.root}",
         f"model.cache_dir={model_cache}",
         f"run.date={RUN_DATE}",
     ]
     overrides += SHORT_RUN
     config = to_trainer_config(compose_dictconfig(overrides))
-    plan = plan_precision("fp32")
-    base, tokenizer, added_tokens = load_model_and_tokenizer(config.model, plan.model_dtype)
-    model = apply_adapter(base, config.peft, config.model.architecture, added_tokens)
+    setup = setup_model(config)
+    model = setup.model
     base_before = {
         name: weight.detach().clone() for name, weight in model.named_parameters() if not weight.requires_grad
     }
     profile = build_profile(config.profile, config.seed)
-    records = load_record_split(config.data, profile, config.seed)
-    data = tokenize_split(
-        records,
-        profile,
-        profile.render_system_prompt(None, date.fromisoformat(config.run.date)),
-        tokenizer,
-        config.data.max_length,
-    )
+    data = setup_data(config, run_dir, profile, read_records(config, profile), setup.tokenizer)
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
-    trainer = build_hf_trainer(
-        config, run_dir, model, tokenizer, data, plan, training_callbacks(config, run_dir, status)
-    )
-    trainer.train()
-    trainer.save_model(str(run_dir.final_model_dir))
-    save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, plan.model_dtype)
+    trainer = build_trainer(config, run_dir, setup, data.tokenized, training_callbacks(config, run_dir, status))
+    fit(trainer, None, config.train.max_steps)
+    save_final_model(config, run_dir, trainer, setup)
     return LoraTraining(config, model.eval(), base_before, run_dir)
 
 

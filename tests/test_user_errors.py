@@ -151,7 +151,7 @@ def test_a_crash_outside_the_run_keeps_its_traceback_in_a_file(tmp_path):
         "import sys, trainer.cli.main\n"
         "def crash(*args, **kwargs):\n"
         "    raise RuntimeError('boom')\n"
-        "trainer.cli.main.run_job = crash\n"
+        "trainer.cli.main.start_job = crash\n"
         f"sys.argv = ['trainer', 'hydra.run.dir={tmp_path / 'run'}']\n"
         "trainer.cli.main.main()\n"
     )

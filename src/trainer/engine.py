@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from transformers import TrainerCallback
 
 from trainer.config.schema import TrainerConfig
-from trainer.run.harness import run_job
+from trainer.run.harness import run_harnessed
 from trainer.run.outcome import TrainingResult
 
 
@@ -25,4 +25,4 @@ class TrainerEngine:
     def run_job(self, config: TrainerConfig) -> TrainingResult:
         """Run one training job; every outcome, failures included, is returned and (once the run
         directory is this job's) written to result.json there."""
-        return run_job(config, self.environ, self.callbacks)
+        return run_harnessed(config, self.environ, self.callbacks)

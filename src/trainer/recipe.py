@@ -1,6 +1,7 @@
-"""The recipe of one training job, read top to bottom: profile -> data records -> model +
-tokenizer -> tokenized data -> Trainer -> train -> save -> result. `training_callbacks` is the one
-place where a run's callbacks are assembled. The harness (`trainer.run.harness`) owns everything
+"""The recipe of one training job, read top to bottom: `train` runs its named steps, profile ->
+`read_records` -> `setup_model` -> `setup_data` -> `build_trainer` -> `fit` -> `save_final_model`
+-> `collect_result`, which tests and the bench call as well. `training_callbacks` is the one place
+where a run's callbacks are assembled. The harness (`trainer.run.harness`) owns everything
 around it: the claim of the run directory, signals, logs, status.json and result.json.
 """
 
@@ -8,17 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import Trainer, TrainerCallback, TrainerState, set_seed
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainerState,
+    set_seed,
+)
 from transformers.trainer import TRAINER_STATE_NAME
 
 from trainer.config.schema import TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.mixture import load_data_split, tokenize_data_split
+from trainer.data.mixture import MixtureSplit, load_data_split, tokenize_data_split
+from trainer.data.preparation import RecordSplit, TokenizedData
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
@@ -33,10 +43,11 @@ from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.run_log import route_transformers_logs
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.monitoring.trackers import RunTrackers, TrackerCallback
-from trainer.precision import plan_precision, precision_warning
+from trainer.precision import PrecisionPlan, plan_precision, precision_warning
 from trainer.preview import build_preview_callback, read_preview_token
 from trainer.preview.callback import PreviewCallback
 from trainer.profiles import build_profile
+from trainer.profiles.base import Profile
 from trainer.run.disk_space import check_space_for_new_run, disk_full_reported, model_sizes
 from trainer.run.files import write_json_atomic
 from trainer.run.interruption import StopRequest
@@ -47,6 +58,28 @@ from trainer.run.status import StatusWriter
 from trainer.training import IntervalsFromArguments, LastStepLogged, batch_summary, build_hf_trainer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSetup:
+    """The run's model (adapter applied), its tokenizer and the precision it trains in."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    precision: PrecisionPlan
+    # Trainable and total parameter counts, for the run's summary.
+    parameters: dict[str, int]
+
+
+@dataclass
+class DataSetup:
+    """The run's data: its records (what previews and the generation eval draw prompts from) and
+    its tokenized split, rendered with `system_prompt` under `profile`."""
+
+    profile: Profile
+    records: RecordSplit | MixtureSplit
+    system_prompt: str
+    tokenized: TokenizedData
 
 
 def train(
@@ -66,6 +99,69 @@ def train(
     files and reports to the `trackers` (MLflow, W&B) the harness opened; `environ` holds the
     secrets (the remote preview's token)."""
     preview_token = read_preview_token(config.preview, environ)
+    start_run(config, run_dir, main_process)
+    # Until the data is tokenized a signal stops the run at once: there is no step to finish.
+    stop.at_once = True
+    profile = build_profile(config.profile, config.seed)
+    records = read_records(config, profile)
+    setup = setup_model(config)
+    if plan.checkpoint is None:
+        # A resume from a checkpoint was checked against the disk before anything was written.
+        check_space_for_new_run(run_dir, setup.model, config.train.save_total_limit)
+    data = setup_data(config, run_dir, profile, records, setup.tokenizer)
+    stop.at_once = False
+    if main_process:
+        write_json_atomic(run_dir.tokenized_file, data.tokenized.summary())
+
+    if plan.checkpoint:
+        log.info("Resuming from %s", plan.checkpoint)
+    previews = build_preview_callback(
+        config, run_dir, profile, records, data.system_prompt, setup.tokenizer, preview_token, plan.start_step
+    )
+    previews.listeners.append(status.record_preview)
+    if trackers is not None:
+        previews.listeners.append(trackers.record_preview)
+    if config.data.streaming:
+        stream = stream_position(data.tokenized.train, plan.checkpoint, PartialState().num_processes)
+        extra_callbacks = [stream, *extra_callbacks]
+    generation_eval = setup_generation_eval(config, run_dir, data, setup.tokenizer, status, trackers, main_process)
+    early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
+    callbacks = training_callbacks(
+        config,
+        run_dir,
+        status,
+        previews,
+        stop,
+        extra=[*extra_callbacks, *filter(None, [early_stopping])],
+        eval_metrics=generation_eval.metric_names if generation_eval else (),
+        trackers=trackers,
+    )
+    trainer = build_trainer(config, run_dir, setup, data.tokenized, callbacks, generation_eval)
+    stop.raise_if_requested("before the first step")
+    runtime = fit(trainer, plan.checkpoint, config.train.max_steps)
+    stop.raise_if_requested(f"at step {trainer.state.global_step}")
+    memory = peak_memory()
+    save_final_model(config, run_dir, trainer, setup)
+    summary = {
+        "profile": profile.metadata(),
+        **data.tokenized.stats,
+        **setup.parameters,
+        **memory,
+        **batch_summary(trainer),
+        "previews": previews.summary(),
+        **(generation_eval.summary() if generation_eval else {}),
+    }
+    result = collect_result(trainer, run_dir, runtime, summary=summary)
+    result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
+    result.best_checkpoint_path = trainer.state.best_model_checkpoint
+    log_final_model(config, trainer)
+    if main_process:
+        write_model_card(run_dir, config, result, data.tokenized.stats, trainer.state.log_history)
+    return result
+
+
+def start_run(config: TrainerConfig, run_dir: RunDirectory, main_process: bool) -> None:
+    """Say what the run trains, record its environment, seed everything."""
     log.info(
         "Run: model=%s profile=%s precision=%s data=%s date=%s -> %s",
         config.model.name,
@@ -82,26 +178,37 @@ def train(
         write_json_atomic(run_dir.env_file, describe_environment())
     set_seed(config.seed)
 
-    profile = build_profile(config.profile, config.seed)
-    # Streaming reads only the validation records now; the training records as training needs them.
-    # Until the data is tokenized a signal stops the run at once: there is no step to finish.
-    stop.at_once = True
-    records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
+
+def read_records(config: TrainerConfig, profile: Profile) -> RecordSplit | MixtureSplit:
+    """The run's checked records; streaming reads only the validation records now, the training
+    records as training needs them."""
+    return (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
+
+
+def setup_model(config: TrainerConfig) -> ModelSetup:
+    """The model in the run's precision, with its adapter (LoRA, QLoRA) applied."""
     precision = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
     with PartialState().main_process_first():
         model, tokenizer, added_tokens = load_model_and_tokenizer(config.model, precision.model_dtype, quantize_4bit)
     model = apply_adapter(model, config.peft, config.model.architecture, added_tokens)
-    parameters = count_parameters(model)
-    checkpoint = plan.checkpoint
-    if checkpoint is None:
-        # A resume from a checkpoint was checked against the disk before anything was written.
-        check_space_for_new_run(run_dir, model, config.train.save_total_limit)
+    return ModelSetup(model, tokenizer, precision, count_parameters(model))
+
+
+def setup_data(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    profile: Profile,
+    records: RecordSplit | MixtureSplit,
+    tokenizer: PreTrainedTokenizerBase,
+) -> DataSetup:
+    """The records tokenized with the run's system prompt: from the shared cache (or into the run's
+    own tokenized/ with data.cache=false), or as a stream."""
     system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
-        data = (
+        tokenized = (
             stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
             if config.data.streaming
             else tokenize_data_split(
@@ -114,72 +221,64 @@ def train(
                 num_proc=config.data.num_proc,
             )
         )
-    stop.at_once = False
-    if main_process:
-        write_json_atomic(run_dir.tokenized_file, data.summary())
+    return DataSetup(profile, records, system_prompt, tokenized)
 
-    if checkpoint:
-        log.info("Resuming from %s", checkpoint)
-    previews = build_preview_callback(
-        config, run_dir, profile, records, system_prompt, tokenizer, preview_token, plan.start_step
+
+def setup_generation_eval(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    data: DataSetup,
+    tokenizer: PreTrainedTokenizerBase,
+    status: StatusWriter,
+    trackers: RunTrackers | None,
+    main_process: bool,
+) -> GenerationEval | None:
+    """The generation eval of `eval.enabled`, on held-out prompts chosen once for every evaluation
+    of the run; None when it is off."""
+    if not config.eval.enabled:
+        return None
+    prompts = held_out_prompts(data.records, data.profile, data.system_prompt, tokenizer, config.eval)
+    generation_eval = GenerationEval(
+        prompts, data.profile, tokenizer, config.eval, run_dir, main_process, listeners=[status.record_eval]
     )
-    previews.listeners.append(status.record_preview)
     if trackers is not None:
-        previews.listeners.append(trackers.record_preview)
-    if config.data.streaming:
-        stream = stream_position(data.train, checkpoint, PartialState().num_processes)
-        extra_callbacks = [stream, *extra_callbacks]
-    generation_eval = None
-    if config.eval.enabled:
-        # The held-out prompts are chosen once, for every evaluation of the run.
-        prompts = held_out_prompts(records, profile, system_prompt, tokenizer, config.eval)
-        generation_eval = GenerationEval(
-            prompts, profile, tokenizer, config.eval, run_dir, main_process, listeners=[status.record_eval]
-        )
-        if trackers is not None:
-            generation_eval.answers_listeners.append(trackers.record_eval_answers)
-    early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
-    callbacks = training_callbacks(
-        config,
-        run_dir,
-        status,
-        previews,
-        stop,
-        extra=[*extra_callbacks, *filter(None, [early_stopping])],
-        eval_metrics=generation_eval.metric_names if generation_eval else (),
-        trackers=trackers,
+        generation_eval.answers_listeners.append(trackers.record_eval_answers)
+    return generation_eval
+
+
+def build_trainer(
+    config: TrainerConfig,
+    run_dir: RunDirectory,
+    setup: ModelSetup,
+    tokenized: TokenizedData,
+    callbacks: Sequence[TrainerCallback],
+    generation_eval: GenerationEval | None = None,
+) -> Trainer:
+    """The Hugging Face Trainer of the run, with `callbacks` (see `training_callbacks`)."""
+    return build_hf_trainer(
+        config, run_dir, setup.model, setup.tokenizer, tokenized, setup.precision, list(callbacks), generation_eval
     )
-    trainer = build_hf_trainer(config, run_dir, model, tokenizer, data, precision, callbacks, generation_eval)
-    stop.raise_if_requested("before the first step")
-    if checkpoint and checkpoint_step(checkpoint) == config.train.max_steps:
-        log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, config.train.max_steps)
+
+
+def fit(trainer: Trainer, checkpoint: str | None, max_steps: int) -> float:
+    """Train to the end, from `checkpoint` when there is one; the seconds it took. A checkpoint
+    already at `max_steps` is restored, not trained on."""
+    if checkpoint and checkpoint_step(checkpoint) == max_steps:
+        log.info("%s is at train.max_steps=%d: no step left to train", checkpoint, max_steps)
         restore_checkpoint(trainer, checkpoint)
-        runtime = 0.0
-    else:
-        runtime = trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
-    stop.raise_if_requested(f"at step {trainer.state.global_step}")
-    memory = peak_memory()
-    with disk_full_reported(run_dir, run_dir.final_model_dir, lambda: model_sizes(model)[1]):
+        return 0.0
+    return trainer.train(resume_from_checkpoint=checkpoint).metrics["train_runtime"]
+
+
+def save_final_model(config: TrainerConfig, run_dir: RunDirectory, trainer: Trainer, setup: ModelSetup) -> None:
+    """final_model/ (and, with peft.merge_on_save, base + adapter merged); a full disk is named."""
+    with disk_full_reported(run_dir, run_dir.final_model_dir, lambda: model_sizes(setup.model)[1]):
         trainer.save_model(str(run_dir.final_model_dir))
         log_replica_checksum(trainer)
         if config.peft.merge_on_save and config.peft.method != "none" and trainer.is_world_process_zero():
-            save_merged_model(config.model, run_dir.final_model_dir, run_dir.merged_model_dir, precision.model_dtype)
-    summary = {
-        "profile": profile.metadata(),
-        **data.stats,
-        **parameters,
-        **memory,
-        **batch_summary(trainer),
-        "previews": previews.summary(),
-        **(generation_eval.summary() if generation_eval else {}),
-    }
-    result = collect_result(trainer, run_dir, runtime, summary=summary)
-    result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
-    result.best_checkpoint_path = trainer.state.best_model_checkpoint
-    log_final_model(config, trainer)
-    if main_process:
-        write_model_card(run_dir, config, result, data.stats, trainer.state.log_history)
-    return result
+            save_merged_model(
+                config.model, run_dir.final_model_dir, run_dir.merged_model_dir, setup.precision.model_dtype
+            )
 
 
 def log_final_model(config: TrainerConfig, trainer: Trainer) -> None:

@@ -70,7 +70,7 @@ def run_configured_job(cfg: DictConfig) -> float:
         log.error("%s", error)
         sys.exit(EXIT_USER_ERROR)
 
-    result = run_job(config, rank)
+    result = start_job(config, rank)
     from trainer.run.interruption import stop_signal_received  # imports transformers: after the job, like the engine
 
     # The engine has logged any failure; a single run (or a fail-fast sweep) ends on it, while a
@@ -93,7 +93,7 @@ def quiet_console_of_other_ranks(rank: LaunchedRank | None) -> None:
             handler.setLevel(logging.WARNING)
 
 
-def run_job(config: TrainerConfig, rank: LaunchedRank | None) -> TrainingResult:
+def start_job(config: TrainerConfig, rank: LaunchedRank | None) -> TrainingResult:
     """The job in this process, or in the `distributed.nproc_per_node` processes of its own torchrun
     when no launcher has started it yet."""
     if config.distributed.nproc_per_node > 1 and rank is None:

@@ -44,7 +44,7 @@ from trainer.run.status import StatusWriter
 log = logging.getLogger(__name__)
 
 
-def run_job(
+def run_harnessed(
     config: TrainerConfig, environ: Mapping[str, str], callbacks: Sequence[TrainerCallback] = ()
 ) -> TrainingResult:
     """Run one training job; every outcome, failures included, is returned and (once the run

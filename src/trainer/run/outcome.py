@@ -1,4 +1,4 @@
-"""`TrainingResult`: the outcome of one job, returned by `run_job` and written to result.json."""
+"""`TrainingResult`: the outcome of one job, returned by `TrainerEngine.run_job` and written to result.json."""
 
 from __future__ import annotations
 
