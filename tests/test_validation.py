@@ -191,3 +191,24 @@ class WrongType:
 
 
 WRONG_TYPE = WrongType()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (
+            ["data.tokens_per_batch=-8"],
+            "data.tokens_per_batch must be >= 0, 0 for batches of a fixed number of examples (got -8)",
+        ),
+        (
+            ["data.tokens_per_batch=1024", "data.packing=false"],
+            "data.tokens_per_batch=1024 needs packing: data.packing=true or null (got false)",
+        ),
+        (
+            ["data.tokens_per_batch=100", "data.max_length=128"],
+            "data.tokens_per_batch=100 must be at least data.max_length=128",
+        ),
+    ],
+)
+def test_a_token_budget_is_checked_with_the_config_before_anything_loads(make_config, overrides, problem):
+    assert problem in problems_of(make_config(*overrides))

@@ -26,7 +26,6 @@ from trainer.data.preparation import TokenizedData, example_lengths
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments
-from trainer.errors import ConfigError
 from trainer.eval.generation_eval import GenerationEval
 from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_loss
 from trainer.modeling.packed_attention import packing_inexact, use_per_example_attention
@@ -248,13 +247,7 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
     budget = config.data.tokens_per_batch
     if not budget:
         return None
-    problems = []
-    if config.data.packing is False:
-        problems.append(f"data.tokens_per_batch={budget} needs packing: data.packing=true or null (got false)")
-    if budget < config.data.max_length:
-        problems.append(f"data.tokens_per_batch={budget} must be at least data.max_length={config.data.max_length}")
-    if problems:
-        raise ConfigError(problems)
+    # Packing and the budget's size were checked with the config (trainer.config.validate).
     return TokenBudgetBatchSampler(example_lengths(data.train).tolist(), budget, config.seed)
 
 

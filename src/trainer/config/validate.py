@@ -286,6 +286,24 @@ def data_problems(config: TrainerConfig) -> list[str]:
         problems.append(f"data.max_length must be >= 16 tokens (got {data.max_length})")
     if data.num_proc is not None and data.num_proc < 1:
         problems.append(f"data.num_proc must be >= 1, or null for the CPU cores available (got {data.num_proc})")
+    return [*problems, *token_budget_problems(data)]
+
+
+def token_budget_problems(data: DataConfig) -> list[str]:
+    """A token budget packs examples into batches of up to `data.tokens_per_batch` tokens: it needs
+    packing, and room for the longest example."""
+    budget = data.tokens_per_batch
+    if not budget:
+        return []
+    problems = []
+    if budget < 0:
+        problems.append(
+            f"data.tokens_per_batch must be >= 0, 0 for batches of a fixed number of examples (got {budget})"
+        )
+    if data.packing is False:
+        problems.append(f"data.tokens_per_batch={budget} needs packing: data.packing=true or null (got false)")
+    if 0 < budget < data.max_length:
+        problems.append(f"data.tokens_per_batch={budget} must be at least data.max_length={data.max_length}")
     return problems
 
 
