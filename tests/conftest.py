@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tests.helpers import RUN_DATE
+from tests.helpers import RUN_DATE, trainer_command
 from trainer.cli.main import config_dir
 from trainer.config.load import register_schema, to_trainer_config
 from trainer.config.schema import TrainerConfig
@@ -58,19 +57,15 @@ def make_config(
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_cli(model_cache: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`python -m trainer ARGS` in a subprocess, as a user would run it."""
+    """`python -m trainer ARGS` in a subprocess, as a user would run it: the one runner of the tests
+    that spawn the command line (`trainer_command` builds its command line, for `Popen`)."""
 
     def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
         return subprocess.run(
-            [sys.executable, "-m", "trainer", f"model.cache_dir={model_cache}", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            trainer_command(model_cache, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600
         )
 
     return run

@@ -34,12 +34,6 @@ def trainer_command(model_cache: Path, *arguments: str) -> list[str]:
     return [sys.executable, "-m", "trainer", *arguments, f"model.cache_dir={model_cache}"]
 
 
-def run_trainer(model_cache: Path, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        trainer_command(model_cache, *arguments), cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-
-
 def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     """`python -m trainer resume=DIR`: the run's saved config (its model cache included) is used."""
     command = [sys.executable, "-m", "trainer", f"resume={run_dir}", *overrides]

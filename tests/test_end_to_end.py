@@ -17,21 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_run(model_cache, tmp_path_factory) -> Path:
+def finished_run(run_cli, tmp_path_factory) -> Path:
     """One default run (shortened), started exactly as a user would start it."""
-    import subprocess
-    import sys
-
     workdir = tmp_path_factory.mktemp("cli-run")
     run_dir = workdir / "outputs" / "the-run"
-    completed = subprocess.run(
-        [
-            sys.executable, "-m", "trainer", *FAST_RUN,
-            f"model.cache_dir={model_cache}", f"hydra.run.dir={run_dir}",
-            "monitoring.transformers_log_level=info",
-        ],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    completed = run_cli(*FAST_RUN, f"hydra.run.dir={run_dir}", "monitoring.transformers_log_level=info", cwd=workdir)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return run_dir
 

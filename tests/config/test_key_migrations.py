@@ -7,7 +7,7 @@ import logging
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import read_json, resume, run_trainer
+from tests.helpers import read_json, resume
 from trainer.config import load
 from trainer.config.load import KeyRename, load_saved_config, to_trainer_config
 from trainer.errors import ConfigError
@@ -60,11 +60,9 @@ def test_the_shipped_table_reads_sweep_skip_completed_as_run_resume(saved_config
 
 
 @pytest.mark.slow
-def test_a_run_saved_with_an_old_key_resumes(model_cache, tmp_path):
+def test_a_run_saved_with_an_old_key_resumes(run_cli, tmp_path):
     run_dir = tmp_path / "run"
-    completed = run_trainer(
-        model_cache, "train.max_steps=2", "train.save_steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path
-    )
+    completed = run_cli("train.max_steps=2", "train.save_steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     # The run as a trainer from before the rename (f8a036e) saved it: sweep.skip_completed, no run.resume.
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
+from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data import preparation
 from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
@@ -99,11 +99,13 @@ MIX_RUN = ["train.max_steps=6", "train.save_steps=3", "train.logging_steps=1", "
 
 
 @pytest.mark.slow
-def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_order(sources, model_cache, tmp_path):
+def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_order(
+    run_cli, sources, model_cache, tmp_path
+):
     short, long = sources
     mixture = f"data.train=[{{path: {short}, weight: 3}}, {{path: {long}, weight: 1}}]"
     reference = tmp_path / "reference"
-    completed = run_trainer(model_cache, mixture, *MIX_RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    completed = run_cli(mixture, *MIX_RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     accounts = read_json(reference / "result.json")["summary"]["sources"]
     assert accounts == read_json(reference / "tokenized.json")["stats"]["sources"]

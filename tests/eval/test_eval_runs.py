@@ -12,7 +12,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
-from tests.helpers import read_json, resume, run_sweep, run_trainer
+from tests.helpers import read_json, resume, run_sweep
 from trainer.run.layout import RunDirectory
 
 # A tiny, cheap generation eval: 4 answers of at most 4 tokens, scored at every evaluation.
@@ -41,9 +41,9 @@ def layout_charts(run_dir: Path) -> dict[str, list[str]]:
     return {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
 
 
-def test_a_flat_run_stops_early_keeps_its_best_checkpoint_and_resumes_to_nothing(model_cache, tmp_path):
+def test_a_flat_run_stops_early_keeps_its_best_checkpoint_and_resumes_to_nothing(run_cli, tmp_path):
     run_dir = tmp_path / "flat"
-    completed = run_trainer(model_cache, *FLAT_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    completed = run_cli(*FLAT_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
 
     result = read_json(run_dir / "result.json")
@@ -111,13 +111,12 @@ def test_trainer_eval_is_a_command_of_trainer_too(tmp_path):
     assert completed.stderr.strip().splitlines() == [f"{tmp_path / 'missing'} does not exist or is not a directory"]
 
 
-def test_final_model_best_holds_the_best_checkpoints_weights_not_the_last_steps(model_cache, tmp_path):
+def test_final_model_best_holds_the_best_checkpoints_weights_not_the_last_steps(run_cli, tmp_path):
     from safetensors.torch import load_file
 
     run_dir = tmp_path / "best"
     # mode=max on a falling eval loss: the first evaluation is the best, far from the last step.
-    completed = run_trainer(
-        model_cache,
+    completed = run_cli(
         "train.max_steps=6", "train.eval_steps=2", "train.save_steps=2", "train.save_total_limit=1",
         "train.final_model=best", "train.early_stopping.metric=eval_loss", "train.early_stopping.mode=max",
         f"hydra.run.dir={run_dir}",

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, run_trainer, trainer_command, wait_for
+from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, trainer_command, wait_for
 from trainer.run.outcome import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 pytestmark = pytest.mark.slow
@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 RUN = ["train.max_steps=12", "train.save_steps=4", "train.logging_steps=1", "train.eval_steps=6"]
 
 
-def test_a_run_killed_during_a_save_resumes_with_the_losses_of_an_uninterrupted_run(model_cache, tmp_path):
+def test_a_run_killed_during_a_save_resumes_with_the_losses_of_an_uninterrupted_run(run_cli, model_cache, tmp_path):
     reference = tmp_path / "reference"
-    completed = run_trainer(model_cache, *RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    completed = run_cli(*RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
     killed = tmp_path / "killed"

@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from omegaconf import OmegaConf
 
-from tests.helpers import patched_trainer, read_json, run_trainer
+from tests.helpers import patched_trainer, read_json
 from trainer.cli.argv import pin_run_date
 from trainer.config import load
 
@@ -47,11 +47,11 @@ def test_the_calendar_reaches_a_run_only_through_run_date(make_config, monkeypat
 
 
 @pytest.mark.slow
-def test_a_run_is_dated_at_its_first_start_and_its_resume_on_another_day_keeps_that_date(model_cache, tmp_path):
+def test_a_run_is_dated_at_its_first_start_and_its_resume_on_another_day_keeps_that_date(run_cli, tmp_path):
     run_dir = tmp_path / "run"
     run = ["train.max_steps=2", "train.save_steps=2", "train.eval_steps=2", f"hydra.run.dir={run_dir}"]
     before = date.today().isoformat()
-    first = run_trainer(model_cache, *run, cwd=tmp_path)
+    first = run_cli(*run, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     first_date = OmegaConf.load(run_dir / ".hydra" / "config.yaml").run.date
     assert first_date in {before, date.today().isoformat()}

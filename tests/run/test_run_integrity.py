@@ -16,7 +16,6 @@ from tests.helpers import (
     patched_trainer,
     read_json,
     resume,
-    run_trainer,
     trainer_command,
     tree_digest,
     wait_for,
@@ -34,10 +33,10 @@ RUN = ["train.max_steps=8", "train.save_steps=4", "train.logging_steps=1", "trai
 
 
 @pytest.fixture(scope="module")
-def finished_run(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 8-step run with checkpoints 4 and 8; each test works on its own copy."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    completed = run_trainer(model_cache, *RUN, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    completed = run_cli(*RUN, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return run_dir
 
@@ -56,10 +55,10 @@ def lose_the_end_of(run_dir: Path) -> None:
     (run_dir / "result.json").write_text(json.dumps(result))
 
 
-def test_a_new_run_refused_over_an_existing_one_leaves_every_file_byte_identical(model_cache, run_dir):
+def test_a_new_run_refused_over_an_existing_one_leaves_every_file_byte_identical(run_cli, run_dir):
     before = file_hashes(run_dir)
-    refused = run_trainer(
-        model_cache, f"hydra.run.dir={run_dir}", "train.weight_decay=0.3", "data.on_bad_record=skip", cwd=run_dir.parent
+    refused = run_cli(
+        f"hydra.run.dir={run_dir}", "train.weight_decay=0.3", "data.on_bad_record=skip", cwd=run_dir.parent
     )
     assert refused.returncode == EXIT_USER_ERROR
     assert refused.stderr == (
@@ -135,13 +134,11 @@ def test_sigterm_during_start_up_ends_the_run_as_interrupted(model_cache, tmp_pa
     assert read_json(run_dir / "status.json")["status"] == "interrupted"
 
 
-def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(model_cache, tmp_path):
+def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(run_cli, tmp_path):
     data = tmp_path / "chats.jsonl"
     shutil.copy(SAMPLE_DATA, data)
     run_dir = tmp_path / "run"
-    first = run_trainer(
-        model_cache, *RUN, "train.max_steps=4", f"data.train={data}", f"hydra.run.dir={run_dir}", cwd=tmp_path
-    )
+    first = run_cli(*RUN, "train.max_steps=4", f"data.train={data}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     data.write_text("".join(data.read_text().splitlines(keepends=True)[1:]))
     before = tree_digest(run_dir)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, run_trainer
+from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume
 from trainer.run.outcome import EXIT_USER_ERROR
 
 # 336 training records (64 held out) and 32 per step: the second pass over the file starts at step 11.
@@ -17,9 +17,9 @@ RUN = [
 
 
 @pytest.mark.slow
-def test_a_killed_streaming_run_resumes_with_the_losses_of_an_uninterrupted_one(model_cache, tmp_path):
+def test_a_killed_streaming_run_resumes_with_the_losses_of_an_uninterrupted_one(run_cli, model_cache, tmp_path):
     reference = tmp_path / "reference"
-    completed = run_trainer(model_cache, *RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    completed = run_cli(*RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Pass 1 over" in completed.stdout
 
