@@ -39,7 +39,7 @@ from trainer.run.interruption import (
 )
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory, checkpoint_step
-from trainer.run.outcome import INTERRUPTED, TrainingResult
+from trainer.run.outcome import INTERRUPTED, TrainingResult, record_refusal
 from trainer.run.status import StatusWriter
 
 log = logging.getLogger(__name__)
@@ -190,15 +190,6 @@ def check_resume_space(config: TrainerConfig, run_dir: RunDirectory, checkpoint:
     if checkpoint is not None:
         steps_left = checkpoint_step(checkpoint) != config.train.max_steps
         check_space_for_resume(run_dir, checkpoint, config.train.save_total_limit, steps_left)
-
-
-def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
-    """A job refused before it started writes result.json only into a directory that exists and
-    holds no run (the one Hydra made for it, so a sweep's summary lists the job as failed); it
-    never creates one, nor touches a run's."""
-    if run_dir.root.is_dir() and not run_dir.holds_run():
-        write_json_atomic(run_dir.result_file, result.to_dict())
-    return result
 
 
 def completed_result(run_dir: RunDirectory, max_steps: int) -> TrainingResult | None:
