@@ -10,7 +10,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-from trainer.modeling.tiny import build_tokenizer
+from trainer.config.schema import TinyModelConfig
+from trainer.modeling.tiny import build_model, build_tokenizer
 
 TEMPLATES = Path(__file__).parent / "data" / "templates"
 
@@ -119,6 +120,16 @@ def family_tokenizer(name: str) -> PreTrainedTokenizerFast:
     )
     tokenizer.chat_template = (TEMPLATES / f"{family.template}.jinja").read_text(encoding="utf-8")
     return tokenizer
+
+
+def pretrained_dir(directory: Path, family: str, template: str | None = None) -> Path:
+    """A tiny model saved with the family's tokenizer (or `template` instead of its own)."""
+    tokenizer = family_tokenizer(family)
+    if template is not None:
+        tokenizer.chat_template = template
+    build_model("llama", TinyModelConfig(), tokenizer).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
 
 
 def rendered_answer(name: str, content: str, last: bool) -> str:

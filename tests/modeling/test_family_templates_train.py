@@ -11,12 +11,11 @@ import torch
 from transformers import AutoTokenizer
 
 import trainer.modeling.loading
-from tests.template_families import FAMILIES, family_tokenizer
-from trainer.config.schema import ModelConfig, TinyModelConfig
+from tests.template_families import FAMILIES, pretrained_dir
+from trainer.config.schema import ModelConfig
 from trainer.engine import TrainerEngine
 from trainer.modeling.chat_template import CHATML_TEMPLATE
 from trainer.modeling.template_layout import TemplateError
-from trainer.modeling.tiny import build_model
 from trainer.run.outcome import EXIT_USER_ERROR
 
 FEW_STEPS = [
@@ -44,16 +43,6 @@ def multi_turn_records(count: int) -> list[dict]:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
     return path
-
-
-def pretrained_dir(directory: Path, family: str, template: str | None = None) -> Path:
-    """A tiny model saved with the family's tokenizer (or `template` instead of its own)."""
-    tokenizer = family_tokenizer(family)
-    if template is not None:
-        tokenizer.chat_template = template
-    build_model("llama", TinyModelConfig(), tokenizer).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

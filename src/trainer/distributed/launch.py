@@ -12,9 +12,8 @@ from pathlib import Path
 
 from trainer.config.schema import TrainerConfig
 from trainer.errors import ConfigError
-from trainer.run.files import write_json_atomic
 from trainer.run.layout import RunDirectory
-from trainer.run.outcome import TrainingResult
+from trainer.run.outcome import TrainingResult, record_refusal
 from trainer.run.overrides import hydra_override
 
 log = logging.getLogger(__name__)
@@ -50,21 +49,29 @@ def run_under_torchrun(config: TrainerConfig, overrides: list[str], config_name:
         validate_config(config, gather_facts())
     except ConfigError as error:
         log.error("%s", error)
-        return record(
+        return record_refusal(
             run_dir,
             TrainingResult(success=False, error_message=str(error), error_type=error.error_type, user_error=True),
         )
     command = torchrun_command(config, overrides, config_name)
     log.info("Starting %d processes with torchrun: %s", config.distributed.nproc_per_node, " ".join(command))
+    earlier_result = result_version(run_dir)
     run_dir.hand_over_claim()
     completed = subprocess.run(command, check=False)
-    if (result := run_dir.read_result()) is not None:
+    # A resumed run's result.json is its earlier outcome until rank 0 writes this job's. Rank 0
+    # leaves it as it is for a run already complete (torchrun then succeeds) and for a job it
+    # refuses (its console says why).
+    written = completed.returncode == 0 or result_version(run_dir) != earlier_result
+    if written and (result := run_dir.read_result()) is not None:
         return TrainingResult(**result)
     message = f"torchrun exited with status {completed.returncode} before rank 0 wrote {run_dir.result_file}"
-    return record(run_dir, TrainingResult(success=False, error_message=message, error_type="launch_failed"))
+    return record_refusal(run_dir, TrainingResult(success=False, error_message=message, error_type="launch_failed"))
 
 
-def record(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
-    """result.json for an outcome no rank got to write, as the engine writes one for every other."""
-    write_json_atomic(run_dir.result_file, result.to_dict())
-    return result
+def result_version(run_dir: RunDirectory) -> tuple[int, int] | None:
+    """Which write of result.json the directory holds (None: none): each write replaces the file."""
+    try:
+        stat = run_dir.result_file.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns

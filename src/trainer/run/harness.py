@@ -37,7 +37,7 @@ from trainer.run.interruption import (
 )
 from trainer.run.job_isolation import isolated_job
 from trainer.run.layout import RunDirectory
-from trainer.run.outcome import INTERRUPTED, TrainingResult
+from trainer.run.outcome import INTERRUPTED, TrainingResult, record_refusal
 from trainer.run.resume import ResumePlan, plan_job, start_planned_job
 from trainer.run.status import StatusWriter
 
@@ -165,15 +165,6 @@ def run_claimed(
         else:
             status.mark_crashed(result.error_message, result.error_type)
         log.info("%s in %.1fs; run directory: %s", outcome(result), result.runtime_sec, run_dir.root)
-    return result
-
-
-def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
-    """A job refused before it started writes result.json only into a directory that exists and
-    holds no run (the one Hydra made for it, so a sweep's summary lists the job as failed); it
-    never creates one, nor touches a run's."""
-    if run_dir.root.is_dir() and not run_dir.holds_run():
-        write_json_atomic(run_dir.result_file, result.to_dict())
     return result
 
 

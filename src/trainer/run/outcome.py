@@ -1,9 +1,13 @@
-"""`TrainingResult`: the outcome of one job, returned by `TrainerEngine.run_job` and written to result.json."""
+"""`TrainingResult`: the outcome of one job, returned by `TrainerEngine.run_job` and written to
+result.json; `record_refusal` for an outcome reached before the job had a run directory of its own."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from trainer.run.files import write_json_atomic
+from trainer.run.layout import RunDirectory
 
 # Exit statuses of `python -m trainer`: a user can fix 2, 1 is a crash worth a bug report.
 EXIT_CRASHED = 1
@@ -42,3 +46,12 @@ class TrainingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def record_refusal(run_dir: RunDirectory, result: TrainingResult) -> TrainingResult:
+    """A job refused before it started writes result.json only into a directory that exists and
+    holds no run (the one Hydra made for it, so a sweep's summary lists the job as failed); it
+    never creates one, nor touches a run's."""
+    if run_dir.root.is_dir() and not run_dir.holds_run():
+        write_json_atomic(run_dir.result_file, result.to_dict())
+    return result

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jinja2 import TemplateError
 from starlette.requests import Request
-from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from trainer.modeling.generation import encode_prompt, generate_answer
+from trainer.modeling.template_layout import CHANGE_TEMPLATE, TemplateError, render_conversation, template_layout
 from trainer.serve.errors import ApiError
 from trainer.serve.limits import DEFAULT_MAX_TOKENS, ServerLimits
 from trainer.serve.logprobs import token_logprobs
@@ -219,11 +219,29 @@ def tokens_begun_before(tokenizer, token_ids: tuple[int, ...], position: int) ->
     return token_ids[:count]
 
 
-def render_chat(tokenizer, messages: list[dict[str, str]]) -> str:
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
+    """The prompt as training renders a conversation's prompt (see `render_conversation`), so a
+    model is asked the way it learned to answer."""
+    check_system_prompt_has_a_place(tokenizer, messages)
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_conversation(tokenizer, messages, generation_prompt=True)
     except TemplateError as error:  # e.g. a template that wants the roles in another order
-        raise ApiError(400, f"the model's chat template refused these messages: {error}", param="messages") from error
+        # Its advice to change model.chat_template is for a run's config, not for a client.
+        raise ApiError(400, str(error).removesuffix(f"; {CHANGE_TEMPLATE}"), param="messages") from error
+
+
+def check_system_prompt_has_a_place(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> None:
+    """A template without a place for system prompts gets them in a user turn: without one, the
+    system prompt would be dropped silently."""
+    layout = template_layout(tokenizer)
+    roles = {message["role"] for message in messages}
+    if layout.system_into and "system" in roles and "user" not in roles:
+        raise ApiError(
+            400,
+            f"{layout.name} has no place for a system prompt of its own, so it goes into a user "
+            "message: send one with it",
+            param="messages",
+        )
 
 
 def context_length(model: PreTrainedModel) -> int | None:
