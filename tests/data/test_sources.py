@@ -9,11 +9,14 @@ import json
 import datasets
 import pytest
 
-from tests.helpers import problems_of, read_json
+from tests.helpers import problems_of
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.preparation import load_record_split
+from trainer.data.sources import check_repositories
+from trainer.engine import TrainerEngine
 from trainer.errors import DataError
 from trainer.profiles.plain import PlainProfile
+from trainer.run.outcome import EXIT_USER_ERROR
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
 README = """---
@@ -131,4 +134,31 @@ def test_an_uncached_hub_id_offline_is_one_line_naming_it_and_what_to_do(run_cli
     [line] = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
     assert "someone/chats (split train, revision v1): not in the local datasets cache" in line
     assert "unset HF_DATASETS_OFFLINE" in line and "Traceback" not in result.stdout + result.stderr
-    assert read_json(tmp_path / "run" / "result.json")["error_type"] == "data_error"
+    # Refused before the run directory is claimed: nothing is written.
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"split": "test"}, "(split test): Unknown split \"test\". Should be one of ['train', 'validation']."),
+        ({"subset": "nope"}, "(subset nope, split train): BuilderConfig 'nope' not found. Available: ['chat', 'alpaca']"),
+    ],
+)  # fmt: skip
+def test_a_missing_split_or_subset_is_refused_before_the_run_directory_is_made(make_config, repository, tmp_path, keys, message):  # fmt: skip
+    train = "{" + ", ".join(f"{key}: {value}" for key, value in {"path": repository, **keys}.items()) + "}"
+    result = TrainerEngine().run_job(make_config(f"data.train={train}", "data.validation_max_samples=2"))
+    assert (result.error_type, result.user_error, result.exit_code) == ("data_error", True, EXIT_USER_ERROR)
+    assert result.error_message == f"Invalid data: {repository} {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_missing_split_is_named_at_once(repository):
+    train = {"path": str(repository), "split": "test"}
+    validation = {"path": str(repository), "subset": "alpaca", "split": "dev"}
+    with pytest.raises(DataError) as raised:
+        check_repositories(DataConfig(train=train, validation=validation))
+    assert [problem.split(":")[0] for problem in raised.value.problems] == [
+        f"{repository} (split test)",
+        f"{repository} (subset alpaca, split dev)",
+    ]
