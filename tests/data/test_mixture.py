@@ -4,7 +4,6 @@ seed, and changing a weight re-tokenizes nothing (each source has its own cache 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -26,16 +25,6 @@ PROFILE = PlainProfile(ProfileConfig(), seed=0)
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tokenizer(512)
-
-
-@pytest.fixture
-def sources(tmp_path):
-    """Two files whose answers differ in length: short ones (a few tokens) and long ones."""
-    short = tmp_path / "short.jsonl"
-    long = tmp_path / "long.jsonl"
-    short.write_text("".join(json.dumps({"prompt": f"Add {n} and 1.", "completion": str(n + 1)}) + "\n" for n in range(1500)))  # fmt: skip
-    long.write_text("".join(json.dumps({"instruction": f"Count to {n % 20 + 5}.", "output": " ".join(map(str, range(n % 20 + 5)))}) + "\n" for n in range(600)))  # fmt: skip
-    return short, long
 
 
 def mixed(sources, tokenizer, cache_dir, seed=0, weights=(3, 1)):

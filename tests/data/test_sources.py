@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-import datasets
 import pytest
 
+from tests.data.conftest import chat
 from tests.helpers import problems_of
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.preparation import load_record_split
@@ -19,48 +19,6 @@ from trainer.profiles.plain import PlainProfile
 from trainer.run.outcome import EXIT_USER_ERROR
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
-README = """---
-configs:
-- config_name: chat
-  default: true
-  data_files:
-  - {split: train, path: chat/train.jsonl}
-  - {split: validation, path: chat/validation.jsonl}
-- config_name: alpaca
-  data_files:
-  - {split: train, path: alpaca/train.jsonl.gz}
-  - {split: validation, path: alpaca/validation.jsonl}
----
-Two configurations, two splits each.
-"""
-
-
-def chat(split: str, number: int) -> dict:
-    return {"messages": [{"role": "user", "content": f"chat {split} {number}"}, {"role": "assistant", "content": "ok"}]}
-
-
-def alpaca(split: str, number: int) -> dict:
-    return {"instruction": f"alpaca {split} {number}", "output": "done"}
-
-
-@pytest.fixture
-def repository(tmp_path, monkeypatch):
-    """A dataset repository of two configs (one of them gzip-compressed) and two splits, with
-    datasets' cache under tmp_path."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
-    root = tmp_path / "repo"
-    for config, make, sizes in (("chat", chat, {"train": 12, "validation": 3}), ("alpaca", alpaca, {"train": 8, "validation": 2})):  # fmt: skip
-        (root / config).mkdir(parents=True)
-        for split, size in sizes.items():
-            lines = "".join(json.dumps(make(split, number)) + "\n" for number in range(size))
-            (root / config / f"{split}.jsonl").write_text(lines)
-    import gzip
-
-    train = root / "alpaca" / "train.jsonl"
-    (root / "alpaca" / "train.jsonl.gz").write_bytes(gzip.compress(train.read_bytes()))
-    train.unlink()
-    (root / "README.md").write_text(README)
-    return root
 
 
 def first_user_turns(table) -> list[str]:

@@ -84,7 +84,7 @@ def test_a_stream_restored_at_a_position_continues_as_the_uninterrupted_stream(t
 def test_the_validation_records_are_the_first_valid_ones_and_never_streamed(tokenizer):
     config = DataConfig(validation_max_samples=8, max_length=MAX_LENGTH)
     split = held_out_split(config, PROFILE, 0)
-    assert [index for index, _ in split.validation] == list(range(8)) and split.first_index == 8
+    assert [index for index, _ in split.validation] == list(range(8)) and split.first_indices == (8,)
     data = stream_split(split, config, PROFILE, "Be brief.", tokenizer, seed=0)
     assert data.validation["input_ids"] == one_by_one(tokenizer, split.validation, MAX_LENGTH)
     assert min(index for index, _ in data.train.draws(0)) == 8
