@@ -104,19 +104,18 @@ def test_a_streamed_mixture_killed_and_resumed_trains_on_the_same_examples_in_th
 ):
     short, _ = sources
     mixture = f"data.train=[{{path: {short}, weight: 3}}, {{path: {repository}, subset: chat, weight: 1}}]"
-    reference = tmp_path / "reference"
-    completed = run_trainer(model_cache, mixture, *MIX_RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    accounts = read_json(reference / "result.json")["summary"]["sources"]
-    assert [account["name"] for account in accounts] == [str(short), f"{repository} (subset chat, split train)"]
-
-    killed = tmp_path / "killed"
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
     kill_at_checkpoint(model_cache, killed, 3, mixture, *MIX_RUN)
-    checkpoint = read_json(killed / "checkpoints" / "checkpoint-3" / "trainer_state.json")
-    saved = checkpoint["stateful_callbacks"]["StreamPosition"]["attributes"]
-    assert saved["examples"] == 24 and len(saved["sources"]) == 2
+    saved = read_json(killed / "checkpoints" / "checkpoint-3" / "trainer_state.json")["stateful_callbacks"]
+    assert saved["StreamPosition"]["attributes"]["examples"] == 24
+    assert len(saved["StreamPosition"]["attributes"]["sources"]) == 2
     resumed = resume(killed)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    completed = run_trainer(model_cache, mixture, *MIX_RUN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    names = [account["name"] for account in read_json(reference / "result.json")["summary"]["sources"]]
+    assert names == [str(short), f"{repository} (subset chat, split train)"]
     losses = losses_by_step(killed)
     assert [step for step, _ in losses] == list(range(1, 7))
     assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in losses_by_step(reference)], abs=1e-5)
