@@ -258,9 +258,10 @@ class ChatStream(PositionedStream):
         position = start
         if position.draws or position.pass_number:
             log.info(
-                "Stream resumes at pass %d, draw %d: re-reading (not tokenizing) the records drawn before",
+                "Stream resumes at pass %d, draw %d of %s: re-reading (not tokenizing) the records drawn before",
                 position.pass_number + 1,
                 position.draws,
+                self.name,
             )
         while True:
             draws = enumerate(self.draws(position.pass_number))
