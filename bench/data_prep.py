@@ -130,7 +130,8 @@ def run_floor(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
 def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
     """The product's preparation, as a run does it, into a fresh cache directory."""
     from trainer.config.schema import DataConfig, ProfileConfig
-    from trainer.data.preparation import load_record_split, tokenize_split
+    from trainer.data.cache_entry import tokenize_split
+    from trainer.data.split import load_record_split
     from trainer.modeling.tiny import build_tokenizer
     from trainer.profiles.plain import PlainProfile
 

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM
 from tests.helpers import RUN_DATE
 from trainer.config.load import to_trainer_config
 from trainer.config.schema import TrainerConfig
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.split import load_record_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer, model_location

@@ -11,7 +11,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import RecordSplit, load_record_split
+from trainer.data.split import RecordSplit, load_record_split
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data import preparation
+from trainer.data import encoding
 from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
@@ -53,7 +53,7 @@ def test_the_same_seed_makes_the_same_training_set_in_the_same_order(sources, to
 
 def test_changing_a_weight_re_tokenizes_nothing(sources, tokenizer, tmp_path, monkeypatch):
     mixed(sources, tokenizer, tmp_path / "cache")
-    monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
+    monkeypatch.setattr(encoding, "tokenize_examples", pytest.fail)
     data = mixed(sources, tokenizer, tmp_path / "cache", weights=(1, 1))
     assert data.from_cache and all(account["read_from_cache"] for account in data.stats["sources"])
     short, long = (account["assistant_tokens"] for account in data.stats["sources"])

@@ -11,8 +11,8 @@ import pytest
 from tests.data.conftest import chat
 from tests.helpers import problems_of
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import load_record_split
 from trainer.data.sources import check_repositories
+from trainer.data.split import load_record_split
 from trainer.engine import TrainerEngine
 from trainer.errors import DataError
 from trainer.profiles.plain import PlainProfile

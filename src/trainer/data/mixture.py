@@ -25,17 +25,12 @@ from datasets import Dataset, concatenate_datasets
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource, is_mixture
 from trainer.data.cache import tokenized_cache_dir
+from trainer.data.cache_entry import TokenizedData, tokenize_split
+from trainer.data.checking import checked_table
 from trainer.data.loading import Record
-from trainer.data.preparation import (
-    RecordSplit,
-    TokenizedData,
-    checked_table,
-    load_record_split,
-    split_off,
-    tokenize_split,
-)
 from trainer.data.records import RecordTableWriter
 from trainer.data.sources import configured_source, configured_sources
+from trainer.data.split import RecordSplit, load_record_split, split_off
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.profiles.base import Profile
 

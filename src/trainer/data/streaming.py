@@ -41,20 +41,13 @@ from transformers.trainer_callback import ExportableState
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource, reads_repository, source_name
+from trainer.data.cache_entry import TokenizedData
+from trainer.data.checking import checked_example, checked_table, record_problem
+from trainer.data.encoding import BATCH_SIZE, TOKENIZED_FEATURES, tokenize_batch, usable_rows
 from trainer.data.loading import Record, iter_records, resolve_data_path
-from trainer.data.preparation import (
-    BATCH_SIZE,
-    TOKENIZED_FEATURES,
-    RecordSplit,
-    TokenizedData,
-    checked_example,
-    checked_table,
-    record_problem,
-    tokenize_batch,
-    usable_rows,
-)
 from trainer.data.records import RecordTableWriter, record_columns
 from trainer.data.sources import configured_source, configured_sources, repository_records
+from trainer.data.split import RecordSplit
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.errors import DataError, UserError
 from trainer.profiles.base import Profile
