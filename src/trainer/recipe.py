@@ -18,8 +18,9 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trainer.config.schema import TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.mixture import load_data_split, tokenize_data_split
-from trainer.data.streaming import held_out_split, stream_position, stream_split
+from trainer.data.mixture import tokenize_data_split
+from trainer.data.split import held_out_split, load_data_split
+from trainer.data.streaming import stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.eval.stopping import RunEarlyStopping

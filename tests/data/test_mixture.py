@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data import encoding
-from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
+from trainer.data.mixture import row_counts, tokenize_data_split
+from trainer.data.split import load_data_split
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 from trainer.run.layout import RunDirectory

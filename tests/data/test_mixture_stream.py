@@ -12,8 +12,8 @@ import pytest
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.cache_entry import tokenize_split
-from trainer.data.split import load_record_split
-from trainer.data.streaming import StreamPosition, held_out_split, stream_position, stream_split
+from trainer.data.split import held_out_split, load_record_split
+from trainer.data.streaming import StreamPosition, stream_position, stream_split
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.profiles.plain import PlainProfile
 

@@ -13,8 +13,8 @@ from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.cache_entry import tokenize_split
 from trainer.data.checking import checked_records
 from trainer.data.loading import SAMPLE_DATA
-from trainer.data.split import load_record_split
-from trainer.data.streaming import held_out_split, stream_split
+from trainer.data.split import held_out_split, load_record_split
+from trainer.data.streaming import stream_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
 from trainer.errors import DataError

@@ -211,3 +211,37 @@ def process_count(num_proc: int | None, rows: int) -> int:
     starting processes for."""
     available = num_proc or len(os.sched_getaffinity(0))
     return max(1, min(available, rows // MIN_ROWS_PER_PROCESS))
+
+
+class BadRecords:
+    """Bad records met while streaming, reported as the eager path reports them: the first one
+    stops the run under data.on_bad_record=error (a stream cannot list them all up front), and
+    under skip they are left out, the first one logged, each counted once however many passes
+    (and read-ahead) meet it."""
+
+    def __init__(self, on_bad_record: str, stats: dict[str, int]) -> None:
+        self.on_bad_record = on_bad_record
+        # Counted into the stats the run reports.
+        self.stats = stats
+        self.stats.setdefault("bad_records_skipped", 0)
+        self.seen: set[int] = set()
+
+    @property
+    def skipped(self) -> int:
+        return self.stats["bad_records_skipped"]
+
+    def checked(self, index: int, record: Record, profile: Profile) -> Record | None:
+        example, found = checked_example(record, profile)
+        if not found:
+            return replace(record, example=example)
+        problem = record_problem(record, index, found)
+        if self.on_bad_record == "error":
+            raise DataError([problem])
+        if not self.skipped:
+            log.warning(
+                "Skipping bad records (data.on_bad_record=skip), counted in bad_records_skipped; e.g. %s", problem
+            )
+        if index not in self.seen:
+            self.seen.add(index)
+            self.stats["bad_records_skipped"] += 1
+        return None

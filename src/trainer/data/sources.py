@@ -12,7 +12,7 @@ from typing import Any
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DEFAULT_SPLITS, DataSource, data_sources, reads_repository
-from trainer.data.loading import Record
+from trainer.data.loading import Record, iter_records, resolve_data_path
 from trainer.errors import DataError, first_line
 
 
@@ -113,3 +113,16 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(item) for item in value]
     return value
+
+
+def streamed_records(source: DataSource) -> Iterator[Record]:
+    """The records of `source` as they are read: a file's or saved dataset's, or the rows of a
+    dataset repository or Hub id, streamed by `load_dataset` (never downloaded whole)."""
+    if reads_repository(source):
+        return repository_records(source, streaming=True)
+    return iter_records(resolve_data_path(source.path))
+
+
+def stream_name(source: DataSource) -> str:
+    """How the stream's logs and messages name the source: a file by its path, as read."""
+    return source.name if reads_repository(source) else str(resolve_data_path(source.path))

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy
 
 from trainer.config.schema import DataConfig
-from trainer.config.sources import DataSource
+from trainer.config.sources import DataSource, is_mixture
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.checking import checked_table
-from trainer.data.loading import resolve_data_path
-from trainer.data.records import RecordTable
-from trainer.data.sources import configured_source
+from trainer.data.checking import BadRecords, checked_table
+from trainer.data.loading import Record, resolve_data_path
+from trainer.data.records import RecordTable, RecordTableWriter
+from trainer.data.sources import configured_source, configured_sources, stream_name, streamed_records
 from trainer.errors import DataError
 from trainer.profiles.base import Profile
 
@@ -77,3 +77,96 @@ def held_out_mask(size: int, count: int, seed: int) -> numpy.ndarray:
         random.Random(seed).shuffle(order)
         held_out[order[:count]] = True
     return held_out
+
+
+@dataclass
+class StreamSplit(RecordSplit):
+    # Records of each training source before this index were held out for validation.
+    first_indices: tuple[int, ...] = ()
+
+
+def held_out_split(config: DataConfig, profile: Profile, seed: int) -> StreamSplit:
+    """The validation records, read before any model loads: `data.validation`, or the first
+    `data.validation_max_samples` valid records of the training source (a split by share needs
+    its length), shared out among a mixture's sources. The training records stay in the sources,
+    read by the stream."""
+    sources = configured_sources(config.train, "data.train")
+    if config.validation is not None:
+        validation, skipped = checked_table(
+            configured_source(config.validation, "data.validation"), profile, config.on_bad_record
+        )
+        return StreamSplit(RecordTableWriter().close(), validation, skipped, (0,) * len(sources))
+    wanted = math.ceil(config.validation_max_samples / len(sources))
+    writer, first_indices, skipped = RecordTableWriter(), [], 0
+    for source in sources:
+        bad_records = BadRecords(config.on_bad_record, {})
+        first_indices.append(hold_out(source, wanted, writer, bad_records, profile))
+        skipped += bad_records.skipped
+    return StreamSplit(RecordTableWriter().close(), writer.close(), skipped, tuple(first_indices))
+
+
+def hold_out(
+    source: DataSource, wanted: int, writer: RecordTableWriter, bad_records: BadRecords, profile: Profile
+) -> int:
+    """The first `wanted` valid records of `source` written to `writer`; the index of the record after them."""
+    held_out = 0
+    for index, record in enumerate(streamed_records(source)) if wanted else ():
+        if (checked := bad_records.checked(index, record, profile)) is not None:
+            writer.add(index, checked)
+            held_out += 1
+        if held_out == wanted:
+            return index + 1
+    if held_out < wanted:
+        raise DataError(
+            [f"{stream_name(source)}: too few valid records ({held_out}) to hold out {wanted} for validation"]
+        )
+    return 0
+
+
+@dataclass
+class MixtureSplit:
+    """Each source's checked records, with the validation set: held out of each source, or the
+    whole of data.validation given with the first source."""
+
+    parts: list[tuple[DataSource, RecordSplit]]
+    seed: int
+
+    @property
+    def skipped(self) -> int:
+        return sum(part.skipped for _, part in self.parts)
+
+    @property
+    def validation(self) -> list[tuple[int, Record]]:
+        """Every source's validation records (what previews draw their prompts from)."""
+        return [pair for _, part in self.parts for pair in part.validation]
+
+    @property
+    def train(self) -> list[tuple[int, Record]]:
+        return [pair for _, part in self.parts for pair in part.train]
+
+
+def load_data_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit | MixtureSplit:
+    """`load_record_split` for one source; for a mixture, each source's records checked on their own."""
+    if not is_mixture(config.train):
+        return load_record_split(config, profile, seed)
+    scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
+    # With the shared cache, the checked records of an unchanged file are read back from it.
+    cache = scratch if config.cache else None
+    sources = configured_sources(config.train, "data.train")
+    validation = None
+    if config.validation is not None:
+        source = configured_source(config.validation, "data.validation")
+        validation = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch, cache)
+    parts = []
+    for position, source in enumerate(sources):
+        train, skipped = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch, cache)
+        if validation is None:
+            # The held-out share of each source, within one validation_max_samples for all of them.
+            limit = math.ceil(config.validation_max_samples / len(sources))
+            split = split_off(train, min(math.ceil(len(train) * config.validation_split), limit), seed, source, skipped)
+        elif position == 0:
+            split = RecordSplit(train, validation[0], skipped + validation[1])
+        else:
+            split = RecordSplit(train, RecordTableWriter(scratch).close(), skipped)
+        parts.append((source, split))
+    return MixtureSplit(parts, seed)

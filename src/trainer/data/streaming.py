@@ -22,12 +22,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from queue import Full, Queue
@@ -40,14 +39,14 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 
 from trainer.config.schema import DataConfig
-from trainer.config.sources import DataSource, reads_repository, source_name
+from trainer.config.sources import DataSource, source_name
 from trainer.data.cache_entry import TokenizedData
-from trainer.data.checking import checked_example, checked_table, record_problem
+from trainer.data.checking import BadRecords
 from trainer.data.encoding import BATCH_SIZE, TOKENIZED_FEATURES, tokenize_batch, usable_rows
-from trainer.data.loading import Record, iter_records, resolve_data_path
-from trainer.data.records import RecordTableWriter, record_columns
-from trainer.data.sources import configured_source, configured_sources, repository_records
-from trainer.data.split import RecordSplit
+from trainer.data.loading import Record
+from trainer.data.records import record_columns
+from trainer.data.sources import configured_sources, stream_name, streamed_records
+from trainer.data.split import StreamSplit
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.errors import DataError, UserError
 from trainer.profiles.base import Profile
@@ -91,97 +90,6 @@ class MixturePosition:
     def from_saved(cls, sources: list[dict[str, int]]) -> MixturePosition:
         positions = tuple(Position(source["pass_number"], source["draws"]) for source in sources)
         return cls(positions, tuple(source["learned"] for source in sources))
-
-
-@dataclass
-class StreamSplit(RecordSplit):
-    # Records of each training source before this index were held out for validation.
-    first_indices: tuple[int, ...] = ()
-
-
-def held_out_split(config: DataConfig, profile: Profile, seed: int) -> StreamSplit:
-    """The validation records, read before any model loads: `data.validation`, or the first
-    `data.validation_max_samples` valid records of the training source (a split by share needs
-    its length), shared out among a mixture's sources. The training records stay in the sources,
-    read by the stream."""
-    sources = configured_sources(config.train, "data.train")
-    if config.validation is not None:
-        validation, skipped = checked_table(
-            configured_source(config.validation, "data.validation"), profile, config.on_bad_record
-        )
-        return StreamSplit(RecordTableWriter().close(), validation, skipped, (0,) * len(sources))
-    wanted = math.ceil(config.validation_max_samples / len(sources))
-    writer, first_indices, skipped = RecordTableWriter(), [], 0
-    for source in sources:
-        bad_records = BadRecords(config.on_bad_record, {})
-        first_indices.append(hold_out(source, wanted, writer, bad_records, profile))
-        skipped += bad_records.skipped
-    return StreamSplit(RecordTableWriter().close(), writer.close(), skipped, tuple(first_indices))
-
-
-def hold_out(
-    source: DataSource, wanted: int, writer: RecordTableWriter, bad_records: BadRecords, profile: Profile
-) -> int:
-    """The first `wanted` valid records of `source` written to `writer`; the index of the record after them."""
-    held_out = 0
-    for index, record in enumerate(streamed_records(source)) if wanted else ():
-        if (checked := bad_records.checked(index, record, profile)) is not None:
-            writer.add(index, checked)
-            held_out += 1
-        if held_out == wanted:
-            return index + 1
-    if held_out < wanted:
-        raise DataError(
-            [f"{stream_name(source)}: too few valid records ({held_out}) to hold out {wanted} for validation"]
-        )
-    return 0
-
-
-def streamed_records(source: DataSource) -> Iterator[Record]:
-    """The records of `source` as they are read: a file's or saved dataset's, or the rows of a
-    dataset repository or Hub id, streamed by `load_dataset` (never downloaded whole)."""
-    if reads_repository(source):
-        return repository_records(source, streaming=True)
-    return iter_records(resolve_data_path(source.path))
-
-
-def stream_name(source: DataSource) -> str:
-    """How the stream's logs and messages name the source: a file by its path, as read."""
-    return source.name if reads_repository(source) else str(resolve_data_path(source.path))
-
-
-class BadRecords:
-    """Bad records met while streaming, reported as the eager path reports them: the first one
-    stops the run under data.on_bad_record=error (a stream cannot list them all up front), and
-    under skip they are left out, the first one logged, each counted once however many passes
-    (and read-ahead) meet it."""
-
-    def __init__(self, on_bad_record: str, stats: dict[str, int]) -> None:
-        self.on_bad_record = on_bad_record
-        # Counted into the stats the run reports.
-        self.stats = stats
-        self.stats.setdefault("bad_records_skipped", 0)
-        self.seen: set[int] = set()
-
-    @property
-    def skipped(self) -> int:
-        return self.stats["bad_records_skipped"]
-
-    def checked(self, index: int, record: Record, profile: Profile) -> Record | None:
-        example, found = checked_example(record, profile)
-        if not found:
-            return replace(record, example=example)
-        problem = record_problem(record, index, found)
-        if self.on_bad_record == "error":
-            raise DataError([problem])
-        if not self.skipped:
-            log.warning(
-                "Skipping bad records (data.on_bad_record=skip), counted in bad_records_skipped; e.g. %s", problem
-            )
-        if index not in self.seen:
-            self.seen.add(index)
-            self.stats["bad_records_skipped"] += 1
-        return None
 
 
 class PositionedStream(IterableDataset):

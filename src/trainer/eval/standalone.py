@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 from trainer.config.load import dated, load_saved_config, to_trainer_config
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
-from trainer.data.mixture import load_data_split
-from trainer.data.streaming import held_out_split
+from trainer.data.split import held_out_split, load_data_split
 from trainer.errors import UserError
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.modeling.loading import load_model_and_tokenizer
