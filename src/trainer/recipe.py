@@ -19,7 +19,7 @@ from trainer.config.schema import TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.mixture import tokenize_data_split
-from trainer.data.split import held_out_split, load_data_split
+from trainer.data.split import record_split
 from trainer.data.streaming import stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
@@ -85,7 +85,7 @@ def train(
     # Streaming reads only the validation records now; the training records as training needs them.
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
-    records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
+    records = record_split(config.data, profile, config.seed)
     plan = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.

@@ -21,6 +21,13 @@ from trainer.errors import DataError
 from trainer.profiles.base import Profile
 
 
+def record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
+    """The run's records, read before any model loads: every record checked and the validation set
+    split off (one source, or each of a mixture's); streaming, only the validation set, the training
+    records left in their sources for the stream to read."""
+    return (held_out_split if config.streaming else load_data_split)(config, profile, seed)
+
+
 @dataclass
 class RecordSplit:
     # (index in its file, record): the index keys the profile's per-example choices.
