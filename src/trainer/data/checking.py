@@ -96,19 +96,16 @@ def check_records(
 ) -> int:
     """Hand each valid record of `source` (of `read` where given) to `keep` as it is read; the
     number of bad ones skipped."""
-    problems, total = [], 0
+    bad_records, total = BadRecords(on_bad_record), 0
     name = source.name if isinstance(source, Path) else source
     records = tqdm(read or iter_records(source), desc=f"Reading {name}", unit=" records", disable=None)
     for index, record in enumerate(records):
         total += 1
-        example, found = checked_example(record, profile)
-        if found:
-            problems.append(record_problem(record, index, found))
-        else:
+        if (checked := bad_records.checked(index, record, profile)) is not None:
             # The position in the file, not among the kept records: skipping one record never
             # changes the profile's per-example choices for the others.
-            keep(index, replace(record, example=example))
-    return report_bad_records(source, problems, total, on_bad_record)
+            keep(index, checked)
+    return report_bad_records(source, bad_records.problems, total, on_bad_record)
 
 
 def checked_lines(
@@ -214,27 +211,34 @@ def process_count(num_proc: int | None, rows: int) -> int:
 
 
 class BadRecords:
-    """Bad records met while streaming, reported as the eager path reports them: the first one
-    stops the run under data.on_bad_record=error (a stream cannot list them all up front), and
-    under skip they are left out, the first one logged, each counted once however many passes
-    (and read-ahead) meet it."""
+    """data.on_bad_record for records checked one at a time, on both data paths. A reader that
+    reads its source whole gathers every bad record's problem (`problems`), reported together by
+    `report_bad_records`: all of them raised under error, a count logged under skip. A stream
+    (`stop_at_first`) cannot read on before it reports: the first bad record stops the run under
+    error, and under skip they are left out, the first one logged, each counted once however many
+    passes (and read-ahead) meet it."""
 
-    def __init__(self, on_bad_record: str, stats: dict[str, int]) -> None:
-        self.on_bad_record = on_bad_record
+    def __init__(self, on_bad_record: str, stats: dict[str, int] | None = None, stop_at_first: bool = False) -> None:
+        self.on_bad_record, self.stop_at_first = on_bad_record, stop_at_first
         # Counted into the stats the run reports.
-        self.stats = stats
+        self.stats = {} if stats is None else stats
         self.stats.setdefault("bad_records_skipped", 0)
         self.seen: set[int] = set()
+        self.problems: list[str] = []
 
     @property
     def skipped(self) -> int:
         return self.stats["bad_records_skipped"]
 
     def checked(self, index: int, record: Record, profile: Profile) -> Record | None:
+        """The record in the internal chat form, or None for a bad one (met as the policy says)."""
         example, found = checked_example(record, profile)
         if not found:
             return replace(record, example=example)
         problem = record_problem(record, index, found)
+        if not self.stop_at_first:
+            self.problems.append(problem)
+            return None
         if self.on_bad_record == "error":
             raise DataError([problem])
         if not self.skipped:

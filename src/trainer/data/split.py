@@ -106,7 +106,7 @@ def held_out_split(config: DataConfig, profile: Profile, seed: int) -> StreamSpl
     wanted = math.ceil(config.validation_max_samples / len(sources))
     writer, first_indices, skipped = RecordTableWriter(), [], 0
     for source in sources:
-        bad_records = BadRecords(config.on_bad_record, {})
+        bad_records = BadRecords(config.on_bad_record, stop_at_first=True)
         first_indices.append(hold_out(source, wanted, writer, bad_records, profile))
         skipped += bad_records.skipped
     return StreamSplit(RecordTableWriter().close(), writer.close(), skipped, tuple(first_indices))

@@ -147,7 +147,7 @@ class ChatStream(PositionedStream):
         self.shuffle_buffer, self.seed, self.first_index = shuffle_buffer, seed, first_index
         # What the run reports of its data, counted as the stream goes (a resumed run: since it resumed).
         self.stats = dict.fromkeys(STREAM_STATS, 0)
-        self.bad_records = BadRecords(on_bad_record, self.stats)
+        self.bad_records = BadRecords(on_bad_record, self.stats, stop_at_first=True)
         self.stats["bad_records_skipped"] = skipped
         self.restore(Position(0, 0), examples=0)
 
