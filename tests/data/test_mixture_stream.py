@@ -12,7 +12,9 @@ import pytest
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume, run_trainer
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.cache_entry import tokenize_split
-from trainer.data.split import held_out_split, load_record_split
+from trainer.data.encoding import ROW_COUNTS
+from trainer.data.mixture import SOURCE_COUNTS, tokenize_data_split
+from trainer.data.split import held_out_split, load_data_split, load_record_split
 from trainer.data.streaming import StreamPosition, stream_position, stream_split
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.profiles.plain import PlainProfile
@@ -86,6 +88,19 @@ def test_a_mixture_holds_out_a_share_of_the_validation_records_from_each_source(
     assert split.first_indices == (3, 3) and len(split.validation) == 6
     stream = stream_of(train, tiny_tokenizer, validation_max_samples=6)
     assert [stream.first_index for stream in stream.streams] == [3, 3]
+
+
+def test_eager_and_streamed_data_report_the_same_counts_per_set_and_per_source(sources, tiny_tokenizer):
+    train = weighted(sources, 3, 1)
+    config = DataConfig(train=train, validation_max_samples=8, max_length=256)
+    eager = tokenize_data_split(load_data_split(config, PROFILE, 0), PROFILE, "Be brief.", tiny_tokenizer, 256)
+    stream = stream_of(train, tiny_tokenizer)
+    next(iter(stream))
+    for name, stats in (("train", eager.stats), ("stream", stream.stats)):
+        assert {f"{name}_{count}" for count in ROW_COUNTS} <= stats.keys()
+    for eager_source, streamed_source in zip(eager.stats["sources"], stream.stats["sources"], strict=True):
+        assert eager_source["name"] == streamed_source["name"]
+        assert set(SOURCE_COUNTS) <= eager_source.keys() & streamed_source.keys()
 
 
 def test_a_streamed_mixture_source_with_a_number_of_examples_is_refused_in_one_line(make_config, sources):

@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir, tokenizer_digest
 from trainer.data.checking import process_count
-from trainer.data.encoding import BATCH_SIZE, TOKENIZED_FEATURES, tokenize_batch_columns, usable_rows
+from trainer.data.encoding import BATCH_SIZE, TOKENIZED_FEATURES, row_counts_of, tokenize_batch_columns, usable_rows
 from trainer.data.records import RecordTable
 from trainer.data.split import RecordSplit
 from trainer.errors import DataError
@@ -165,11 +165,9 @@ def tokenize_records(
         raise DataError([f"{name} set: no example keeps an assistant token within data.max_length={max_length}"])
     # Only the offsets of input_ids are read: dropped rows are empty, so they add nothing.
     tokens = int(pyarrow.compute.sum(pyarrow.compute.list_value_length(table.column("input_ids"))).as_py())
+    truncated = int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0)
     stats |= {
-        f"{name}_examples": examples,
-        f"{name}_truncated": int(pyarrow.compute.sum(table.column("truncated")).as_py() or 0),
-        f"{name}_dropped": len(records) - examples,
-        f"{name}_tokens": tokens,
+        **row_counts_of(name, examples, tokens, truncated, len(records) - examples),
         **heavy_truncation_stats(name, table.column("length").to_numpy(), max_length),
     }
     log.info(

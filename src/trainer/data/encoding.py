@@ -39,6 +39,15 @@ TOKENIZED_FEATURES = Features(
 
 # Bookkeeping columns of a cache entry, counted, never trained on.
 BOOKKEEPING_COLUMNS = ("kept", "truncated", "length")
+# What each set of tokenized rows reports, on both data paths, as `{set}_{count}` (train_examples,
+# validation_tokens, stream_dropped): the examples kept, their tokens, those truncated to
+# max_length and those dropped (no assistant token left within it).
+ROW_COUNTS = ("examples", "tokens", "truncated", "dropped")
+
+
+def row_counts_of(name: str, examples: int, tokens: int, truncated: int, dropped: int) -> dict[str, int]:
+    """The `ROW_COUNTS` of the set `name`, by their stats keys."""
+    return dict(zip((f"{name}_{count}" for count in ROW_COUNTS), (examples, tokens, truncated, dropped), strict=True))
 
 
 def usable_rows(dataset: Dataset) -> Dataset:

@@ -21,10 +21,15 @@ from datasets import Dataset, concatenate_datasets
 
 from trainer.config.sources import DataSource
 from trainer.data.cache_entry import TokenizedData, tokenize_split
+from trainer.data.encoding import row_counts_of
 from trainer.data.split import MixtureSplit, RecordSplit
 from trainer.data.tokenization import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
+
+# What a mixture reports of each source beside its name and weight (`sources` in its stats), eager
+# or streamed (there: what the source handed out, read-ahead included).
+SOURCE_COUNTS = ("examples", "tokens", "assistant_tokens", "truncated", "dropped", "skipped")
 
 
 def tokenize_data_split(split: RecordSplit | MixtureSplit, *arguments: Any, **options: Any) -> TokenizedData:
@@ -46,8 +51,11 @@ def tokenize_data_split(split: RecordSplit | MixtureSplit, *arguments: Any, **op
     log_mixture(accounts)
     stats = {
         "bad_records_skipped": split.skipped,
-        "train_examples": len(train),
-        "train_tokens": sum(account["tokens"] for account in accounts),
+        **row_counts_of(
+            "train",
+            len(train),
+            *(sum(account[count] for account in accounts) for count in ("tokens", "truncated", "dropped")),
+        ),
         "train_assistant_tokens": sum(account["assistant_tokens"] for account in accounts),
         "validation_examples": sum(len(validation) for validation in validations),
         # Per source: its name, weight or examples, cache entry, and what it gave to the mixture.

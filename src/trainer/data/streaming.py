@@ -42,8 +42,9 @@ from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource, source_name
 from trainer.data.cache_entry import TokenizedData
 from trainer.data.checking import BadRecords
-from trainer.data.encoding import BATCH_SIZE, TOKENIZED_FEATURES, tokenize_batch, usable_rows
+from trainer.data.encoding import BATCH_SIZE, ROW_COUNTS, TOKENIZED_FEATURES, tokenize_batch, usable_rows
 from trainer.data.loading import Record
+from trainer.data.mixture import SOURCE_COUNTS
 from trainer.data.records import record_columns
 from trainer.data.sources import configured_sources, stream_name, streamed_records
 from trainer.data.split import StreamSplit
@@ -58,9 +59,8 @@ log = logging.getLogger(__name__)
 HISTORY = 1 << 14
 # Examples the reading thread prepares ahead of training: two tokenizer batches.
 PREFETCH = 2 * BATCH_SIZE
-STREAM_STATS = ("stream_records_read", "stream_examples", "stream_tokens", "stream_truncated", "stream_dropped")
-# What a mixture's stream reports of each source: what it handed out (read-ahead included).
-MIXTURE_COUNTS = ("examples", "tokens", "assistant_tokens", "truncated", "dropped", "skipped")
+# The stream's counts: the records it has read, and the `ROW_COUNTS` of the eager path's sets.
+STREAM_STATS = ("stream_records_read", *(f"stream_{count}" for count in ROW_COUNTS))
 Pair = tuple[int, Record]
 Tokenize = Callable[[list[Pair]], dict[str, list]]
 
@@ -224,7 +224,7 @@ class MixtureStream(PositionedStream):
     def __init__(self, streams: list[ChatStream], weights: list[float], skipped: int = 0) -> None:
         self.streams, self.weights, self.held_out_skipped = streams, weights, skipped
         accounts = [
-            {"name": stream.source.name, "weight": weight, **dict.fromkeys(MIXTURE_COUNTS, 0)}
+            {"name": stream.source.name, "weight": weight, **dict.fromkeys(SOURCE_COUNTS, 0)}
             for stream, weight in zip(streams, weights, strict=True)
         ]
         # The streams' counts summed, and what each source gave to the mixture (`sources`).
