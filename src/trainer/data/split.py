@@ -1,4 +1,7 @@
-"""The split of a run's records into training and validation sets, made before any model loads."""
+"""The split of a run's records into training and validation sets, made before any model loads, the
+same for both data paths but for where the training records stay: one source (a seeded share held
+out, or data.validation), a mixture (each source's share held out), or a stream (the first valid
+records held out; the training records left in their sources for the stream to read)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from trainer.errors import DataError
 from trainer.profiles.base import Profile
 
 
-def record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit:
+def record_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit | MixtureSplit:
     """The run's records, read before any model loads: every record checked and the validation set
     split off (one source, or each of a mixture's); streaming, only the validation set, the training
     records left in their sources for the stream to read."""
