@@ -3,13 +3,13 @@ sources for mixtures; a dataset repository."""
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import datasets
 import pytest
 from transformers import PreTrainedTokenizerFast
 
+from tests.data.repositories import write_repository
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.split import RecordSplit, load_record_split
 from trainer.modeling.tiny import build_tokenizer
@@ -37,43 +37,9 @@ def sources(tmp_path):
     return short, long
 
 
-README = """---
-configs:
-- config_name: chat
-  default: true
-  data_files:
-  - {split: train, path: chat/train.jsonl}
-  - {split: validation, path: chat/validation.jsonl}
-- config_name: alpaca
-  data_files:
-  - {split: train, path: alpaca/train.jsonl.gz}
-  - {split: validation, path: alpaca/validation.jsonl}
----
-Two configurations, two splits each.
-"""
-
-
-def chat(split: str, number: int) -> dict:
-    return {"messages": [{"role": "user", "content": f"chat {split} {number}"}, {"role": "assistant", "content": "ok"}]}
-
-
-def alpaca(split: str, number: int) -> dict:
-    return {"instruction": f"alpaca {split} {number}", "output": "done"}
-
-
 @pytest.fixture
 def repository(tmp_path, monkeypatch):
     """A dataset repository of two configs (one of them gzip-compressed) and two splits, with
     datasets' cache under tmp_path."""
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
-    root = tmp_path / "repo"
-    for config, make, sizes in (("chat", chat, {"train": 12, "validation": 3}), ("alpaca", alpaca, {"train": 8, "validation": 2})):  # fmt: skip
-        (root / config).mkdir(parents=True)
-        for split, size in sizes.items():
-            lines = "".join(json.dumps(make(split, number)) + "\n" for number in range(size))
-            (root / config / f"{split}.jsonl").write_text(lines)
-    train = root / "alpaca" / "train.jsonl"
-    (root / "alpaca" / "train.jsonl.gz").write_bytes(gzip.compress(train.read_bytes()))
-    train.unlink()
-    (root / "README.md").write_text(README)
-    return root
+    return write_repository(tmp_path / "repo")

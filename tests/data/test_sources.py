@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.data.conftest import chat
+from tests.data.repositories import chat
 from tests.helpers import problems_of
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.sources import check_repositories
