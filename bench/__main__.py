@@ -36,7 +36,7 @@ from bench.report import Spread, Target, per_round_ratios, print_tables, results
 from bench.step_memory import step_saved_bytes
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import ModelConfig, TrainerConfig
-from trainer.data.preparation import TokenizedData
+from trainer.data.cache_entry import TokenizedData
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.run.files import write_json_atomic, write_text_atomic

@@ -25,7 +25,8 @@ from bench.workload import SYSTEM_PROMPT, write_chats
 def prepare(chats: Path, cache_dir: Path) -> dict:
     """One preparation of `chats` into `cache_dir`, timed in its two parts."""
     from trainer.config.schema import DataConfig, ProfileConfig
-    from trainer.data.preparation import load_record_split, tokenize_split
+    from trainer.data.cache_entry import tokenize_split
+    from trainer.data.split import load_record_split
     from trainer.modeling.tiny import build_tokenizer
     from trainer.profiles.plain import PlainProfile
 

@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from trainer.config.schema import RunConfig, TrainerConfig
-from trainer.data.preparation import TokenizedData
+from trainer.data.cache_entry import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.engine import TrainerEngine
 from trainer.modeling.loading import model_location

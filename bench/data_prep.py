@@ -130,7 +130,8 @@ def run_floor(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
 def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
     """The product's preparation, as a run does it, into a fresh cache directory."""
     from trainer.config.schema import DataConfig, ProfileConfig
-    from trainer.data.preparation import load_record_split, tokenize_split
+    from trainer.data.cache_entry import tokenize_split
+    from trainer.data.split import load_record_split
     from trainer.modeling.tiny import build_tokenizer
     from trainer.profiles.plain import PlainProfile
 
@@ -145,7 +146,8 @@ def run_trainer(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
 def run_trainer_mixture(chats: Path, num_proc: int, workdir: Path) -> tuple[int, int]:
     """The product's preparation of a 1:1 mixture of the two halves of `chats` (split off before the clock)."""
     from trainer.config.schema import DataConfig, ProfileConfig
-    from trainer.data.mixture import load_data_split, tokenize_data_split
+    from trainer.data.mixture import tokenize_data_split
+    from trainer.data.split import load_data_split
     from trainer.modeling.tiny import build_tokenizer
     from trainer.profiles.plain import PlainProfile
 

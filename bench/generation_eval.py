@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Spread, Target, per_round_ratios, tables_markdown
 from trainer.config.schema import EvalConfig, ModelConfig, ProfileConfig, RunConfig, TrainerConfig
-from trainer.data.preparation import load_record_split
+from trainer.data.split import load_record_split
 from trainer.engine import TrainerEngine
 from trainer.eval.generation_eval import held_out_prompts
 from trainer.modeling.generation import generate_answer, generate_answers

@@ -37,7 +37,7 @@ from transformers import (
 from bench.limits import model_gflops, parameter_count
 from bench.report import Spread, Target, results_markdown
 from trainer.config.schema import DataConfig, PrecisionConfig, RunConfig, TrainConfig, TrainerConfig
-from trainer.data.preparation import TokenizedData
+from trainer.data.cache_entry import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.packed_attention import sdpa_per_example, varlen_attention
 from trainer.modeling.tiny import build_tokenizer

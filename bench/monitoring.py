@@ -23,7 +23,7 @@ from transformers import Trainer, TrainerCallback, set_seed
 from bench.report import Spread, per_round_ratios
 from bench.workload import Workload, engine_config, tokenized_data, write_chats
 from trainer.config.schema import RunConfig, TrainerConfig
-from trainer.data.preparation import TokenizedData
+from trainer.data.cache_entry import TokenizedData
 from trainer.monitoring.monitor import TrainingMonitorCallback
 from trainer.monitoring.tensorboard import RunTensorBoardCallback
 from trainer.recipe import build_trainer, setup_model, training_callbacks

@@ -12,8 +12,8 @@ import torch
 from transformers import DataCollatorForSeq2Seq, PreTrainedModel
 
 from trainer.config.schema import TrainerConfig
+from trainer.data.cache_entry import TokenizedData
 from trainer.data.packing import packed_causal_lm_loss
-from trainer.data.preparation import TokenizedData
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.training import batching, token_budget_sampler
 

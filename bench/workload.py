@@ -14,7 +14,8 @@ from datetime import date
 from pathlib import Path
 
 from trainer.config.schema import DataConfig, ModelConfig, RunConfig, TinyModelConfig, TrainConfig, TrainerConfig
-from trainer.data.preparation import TokenizedData, load_record_split, tokenize_split
+from trainer.data.cache_entry import TokenizedData, tokenize_split
+from trainer.data.split import load_record_split
 from trainer.modeling.loading import load_model_and_tokenizer
 from trainer.precision import plan_precision
 from trainer.profiles import build_profile

@@ -20,7 +20,7 @@ from trainer.config.schema import ProfileConfig, TrainerConfig
 from trainer.config.validate import settings as config_settings
 from trainer.config.validate import validate_config
 from trainer.data.cache import cache_key
-from trainer.data.preparation import checked_records
+from trainer.data.checking import checked_records
 from trainer.errors import ConfigError, DataError, UserError
 from trainer.facts import gather_facts
 from trainer.profiles import PROFILES, build_profile

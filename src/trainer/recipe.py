@@ -1,5 +1,5 @@
 """The recipe of one training job, read top to bottom: `train` runs its named steps, profile ->
-`read_records` -> `setup_model` -> `setup_data` -> `build_trainer` -> `fit` -> `save_final_model`
+`record_split` -> `setup_model` -> `setup_data` -> `build_trainer` -> `fit` -> `save_final_model`
 -> `collect_result`, which tests and the bench call as well. `training_callbacks` is the one place
 where a run's callbacks are assembled. The harness (`trainer.run.harness`) owns everything
 around it: the claim of the run directory, signals, logs, status.json and result.json.
@@ -27,9 +27,10 @@ from transformers.trainer import TRAINER_STATE_NAME
 from trainer.config.schema import TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
-from trainer.data.mixture import MixtureSplit, load_data_split, tokenize_data_split
-from trainer.data.preparation import RecordSplit, TokenizedData
-from trainer.data.streaming import held_out_split, stream_position, stream_split
+from trainer.data.cache_entry import TokenizedData
+from trainer.data.mixture import tokenize_data_split
+from trainer.data.split import MixtureSplit, RecordSplit, record_split
+from trainer.data.streaming import stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.eval.stopping import RunEarlyStopping
@@ -103,7 +104,7 @@ def train(
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
     profile = build_profile(config.profile, config.seed)
-    records = read_records(config, profile)
+    records = record_split(config.data, profile, config.seed)
     setup = setup_model(config)
     if plan.checkpoint is None:
         # A resume from a checkpoint was checked against the disk before anything was written.
@@ -177,12 +178,6 @@ def start_run(config: TrainerConfig, run_dir: RunDirectory, main_process: bool) 
     if main_process:
         write_json_atomic(run_dir.env_file, describe_environment())
     set_seed(config.seed)
-
-
-def read_records(config: TrainerConfig, profile: Profile) -> RecordSplit | MixtureSplit:
-    """The run's checked records; streaming reads only the validation records now, the training
-    records as training needs them."""
-    return (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
 
 
 def setup_model(config: TrainerConfig) -> ModelSetup:

@@ -21,8 +21,9 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
+from trainer.data.cache_entry import TokenizedData
+from trainer.data.encoding import example_lengths
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss, predicts_a_label
-from trainer.data.preparation import TokenizedData, example_lengths
 from trainer.data.token_budget import TokenBudgetBatchSampler
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.distributed.strategy import distributed_arguments

@@ -13,8 +13,9 @@ import pytest
 
 from trainer.config.schema import DataConfig, ProfileConfig
 from trainer.data.cache import CHECKSUMS_FILE
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.cache_entry import tokenize_split
 from trainer.data.record_cache import RECORDS_DIR, TABLE_FILE
+from trainer.data.split import load_record_split
 from trainer.profiles.plain import PlainProfile
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)

@@ -15,7 +15,8 @@ import pytest
 from tests.helpers import learned_text
 from tests.template_families import family_tokenizer
 from trainer.config.schema import ProfileConfig
-from trainer.data.preparation import checked_records, tokenize_batch
+from trainer.data.checking import checked_records
+from trainer.data.encoding import tokenize_batch
 from trainer.data.records import record_columns
 from trainer.data.tokenization import TokenizedExample
 from trainer.errors import DataError

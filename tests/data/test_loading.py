@@ -13,9 +13,10 @@ import pytest
 from datasets import Dataset
 
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data import preparation
+from trainer.data import checking
+from trainer.data.checking import checked_records, checked_table
 from trainer.data.loading import parse_json_line, value_problem
-from trainer.data.preparation import checked_records, checked_table, load_record_split
+from trainer.data.split import load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.errors import DataError
 from trainer.modeling.tiny import build_tokenizer
@@ -137,7 +138,7 @@ def test_skip_leaves_bad_records_out_and_counts_them(tmp_path, caplog):
 
 
 def test_records_checked_in_several_processes_are_reported_and_kept_as_in_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(preparation, "MIN_ROWS_PER_PROCESS", 4)
+    monkeypatch.setattr(checking, "MIN_ROWS_PER_PROCESS", 4)
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(BAD_LINES * 3) + "\n")
     (one, skipped_one), (two, skipped_two) = (

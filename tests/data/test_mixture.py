@@ -4,7 +4,6 @@ seed, and changing a weight re-tokenizes nothing (each source has its own cache 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -14,8 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.helpers import kill_at_checkpoint, losses_by_step, problems_of, read_json, resume
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data import preparation
-from trainer.data.mixture import load_data_split, row_counts, tokenize_data_split
+from trainer.data import encoding
+from trainer.data.mixture import row_counts, tokenize_data_split
+from trainer.data.split import load_data_split
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
 from trainer.run.layout import RunDirectory
@@ -26,16 +26,6 @@ PROFILE = PlainProfile(ProfileConfig(), seed=0)
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tokenizer(512)
-
-
-@pytest.fixture
-def sources(tmp_path):
-    """Two files whose answers differ in length: short ones (a few tokens) and long ones."""
-    short = tmp_path / "short.jsonl"
-    long = tmp_path / "long.jsonl"
-    short.write_text("".join(json.dumps({"prompt": f"Add {n} and 1.", "completion": str(n + 1)}) + "\n" for n in range(1500)))  # fmt: skip
-    long.write_text("".join(json.dumps({"instruction": f"Count to {n % 20 + 5}.", "output": " ".join(map(str, range(n % 20 + 5)))}) + "\n" for n in range(600)))  # fmt: skip
-    return short, long
 
 
 def mixed(sources, tokenizer, cache_dir, seed=0, weights=(3, 1)):
@@ -64,7 +54,7 @@ def test_the_same_seed_makes_the_same_training_set_in_the_same_order(sources, to
 
 def test_changing_a_weight_re_tokenizes_nothing(sources, tokenizer, tmp_path, monkeypatch):
     mixed(sources, tokenizer, tmp_path / "cache")
-    monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
+    monkeypatch.setattr(encoding, "tokenize_examples", pytest.fail)
     data = mixed(sources, tokenizer, tmp_path / "cache", weights=(1, 1))
     assert data.from_cache and all(account["read_from_cache"] for account in data.stats["sources"])
     short, long = (account["assistant_tokens"] for account in data.stats["sources"])

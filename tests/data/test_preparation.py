@@ -13,8 +13,9 @@ import sys
 import pytest
 
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data import preparation
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data import cache_entry, checking, encoding
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.split import load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_tokenizer
@@ -35,7 +36,7 @@ def split():
 
 def test_a_second_tokenization_of_the_same_inputs_reads_the_cache(split, tokenizer, tmp_path, monkeypatch):
     first = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
-    monkeypatch.setattr(preparation, "tokenize_examples", pytest.fail)
+    monkeypatch.setattr(encoding, "tokenize_examples", pytest.fail)
     again = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
     assert again.train["input_ids"] == first.train["input_ids"] and again.train["labels"] == first.train["labels"]
     assert again.validation["labels"] == first.validation["labels"]
@@ -53,8 +54,8 @@ def test_changed_inputs_are_tokenized_afresh(split, tokenizer, tmp_path):
 def test_batched_tokenization_gives_the_masks_and_counts_of_one_conversation_at_a_time(
     split, tokenizer, tmp_path, monkeypatch, processes
 ):
-    monkeypatch.setattr(preparation, "MIN_ROWS_PER_PROCESS", 10)
-    monkeypatch.setattr(preparation, "BATCH_SIZE", 16)
+    monkeypatch.setattr(checking, "MIN_ROWS_PER_PROCESS", 10)
+    monkeypatch.setattr(cache_entry, "BATCH_SIZE", 16)
     data = tokenize_split(split, PROFILE, "Be brief.", tokenizer, 28, cache_dir=tmp_path, num_proc=processes)
     one_by_one = [
         tokenize_with_assistant_mask(
@@ -76,7 +77,7 @@ def test_an_interrupted_writer_leaves_nothing_that_is_read(split, tokenizer, tmp
         assert list((scratch / "complete").glob("train*.arrow"))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(preparation, "publish", interrupted)
+    monkeypatch.setattr(cache_entry, "publish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tokenize_split(split, PROFILE, "Be brief.", tokenizer, 64, cache_dir=tmp_path)
     assert [entry.suffix for entry in tmp_path.iterdir()] == [".lock"]
@@ -100,7 +101,8 @@ PREPARE_SCRIPT = """
 import logging, sys
 from pathlib import Path
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.split import load_record_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.modeling.template_layout import TemplateError
 from trainer.modeling.tiny import build_tokenizer
@@ -131,8 +133,8 @@ def test_two_processes_preparing_the_same_data_at_once_both_succeed_with_one_cac
 def test_a_conversation_the_template_refuses_is_named_by_its_line_from_any_process(tmp_path, monkeypatch, processes):
     from tests.template_families import family_tokenizer
 
-    monkeypatch.setattr(preparation, "MIN_ROWS_PER_PROCESS", 5)
-    monkeypatch.setattr(preparation, "BATCH_SIZE", 4)
+    monkeypatch.setattr(checking, "MIN_ROWS_PER_PROCESS", 5)
+    monkeypatch.setattr(cache_entry, "BATCH_SIZE", 4)
     good = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
     refused = {"messages": [{"role": "user", "content": "a"}, *good["messages"]]}
     lines = [json.dumps(refused if number == 17 else good) for number in range(1, 21)]
@@ -153,7 +155,7 @@ def test_conversations_truncated_by_more_than_half_are_a_warning_naming_how_many
     split = load_record_split(DataConfig(train=str(data), validation=str(data)), PROFILE, seed=0)
     for _ in ("tokenized", "read back from the cache"):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger=preparation.__name__):
+        with caplog.at_level(logging.WARNING, logger=cache_entry.__name__):
             tokenize_split(split, PROFILE, "Be brief.", tokenizer, 32, cache_dir=tmp_path / "cache")
         warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
         assert [re.sub(r"\d+%", "N%", warning) for warning in warnings] == [

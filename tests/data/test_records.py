@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import load_record_split
 from trainer.data.records import SCRATCH_PREFIX, ScratchDirectory
+from trainer.data.split import load_record_split
 from trainer.profiles.plain import PlainProfile
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
@@ -20,7 +20,7 @@ PROFILE = PlainProfile(ProfileConfig(), seed=0)
 KILLED_SCRIPT = """
 import os, signal
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import load_record_split
+from trainer.data.split import load_record_split
 from trainer.profiles.plain import PlainProfile
 split = load_record_split(DataConfig(cache=False), PlainProfile(ProfileConfig(), seed=0), seed=0)
 os.kill(os.getpid(), signal.SIGKILL)

@@ -11,8 +11,10 @@ import pytest
 from transformers import TrainerCallback
 
 from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.encoding import example_lengths
 from trainer.data.fingerprint import fingerprint
-from trainer.data.preparation import example_lengths, load_record_split, tokenize_split
+from trainer.data.split import load_record_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.tiny import build_tokenizer
 from trainer.profiles.plain import PlainProfile
@@ -89,7 +91,7 @@ def test_an_unchanged_file_is_not_read_again_and_a_changed_one_is(tmp_path, monk
         raise AssertionError("the records were read again")
 
     with monkeypatch.context() as patched:
-        patched.setattr("trainer.data.preparation.iter_json_lines", no_reading)
+        patched.setattr("trainer.data.checking.iter_json_lines", no_reading)
         again = load_record_split(config, PROFILE, seed=0)
     assert again.train.digest == first.train.digest and list(again.train) == list(first.train)
 

@@ -6,58 +6,19 @@ from __future__ import annotations
 
 import json
 
-import datasets
 import pytest
 
-from tests.helpers import problems_of, read_json
+from tests.data.repositories import chat
+from tests.helpers import problems_of
 from trainer.config.schema import DataConfig, ProfileConfig
-from trainer.data.preparation import load_record_split
+from trainer.data.sources import check_repositories
+from trainer.data.split import load_record_split
+from trainer.engine import TrainerEngine
 from trainer.errors import DataError
 from trainer.profiles.plain import PlainProfile
+from trainer.run.outcome import EXIT_USER_ERROR
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
-README = """---
-configs:
-- config_name: chat
-  default: true
-  data_files:
-  - {split: train, path: chat/train.jsonl}
-  - {split: validation, path: chat/validation.jsonl}
-- config_name: alpaca
-  data_files:
-  - {split: train, path: alpaca/train.jsonl.gz}
-  - {split: validation, path: alpaca/validation.jsonl}
----
-Two configurations, two splits each.
-"""
-
-
-def chat(split: str, number: int) -> dict:
-    return {"messages": [{"role": "user", "content": f"chat {split} {number}"}, {"role": "assistant", "content": "ok"}]}
-
-
-def alpaca(split: str, number: int) -> dict:
-    return {"instruction": f"alpaca {split} {number}", "output": "done"}
-
-
-@pytest.fixture
-def repository(tmp_path, monkeypatch):
-    """A dataset repository of two configs (one of them gzip-compressed) and two splits, with
-    datasets' cache under tmp_path."""
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
-    root = tmp_path / "repo"
-    for config, make, sizes in (("chat", chat, {"train": 12, "validation": 3}), ("alpaca", alpaca, {"train": 8, "validation": 2})):  # fmt: skip
-        (root / config).mkdir(parents=True)
-        for split, size in sizes.items():
-            lines = "".join(json.dumps(make(split, number)) + "\n" for number in range(size))
-            (root / config / f"{split}.jsonl").write_text(lines)
-    import gzip
-
-    train = root / "alpaca" / "train.jsonl"
-    (root / "alpaca" / "train.jsonl.gz").write_bytes(gzip.compress(train.read_bytes()))
-    train.unlink()
-    (root / "README.md").write_text(README)
-    return root
 
 
 def first_user_turns(table) -> list[str]:
@@ -131,4 +92,31 @@ def test_an_uncached_hub_id_offline_is_one_line_naming_it_and_what_to_do(run_cli
     [line] = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
     assert "someone/chats (split train, revision v1): not in the local datasets cache" in line
     assert "unset HF_DATASETS_OFFLINE" in line and "Traceback" not in result.stdout + result.stderr
-    assert read_json(tmp_path / "run" / "result.json")["error_type"] == "data_error"
+    # Refused before the run directory is claimed: nothing is written.
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"split": "test"}, "(split test): Unknown split \"test\". Should be one of ['train', 'validation']."),
+        ({"subset": "nope"}, "(subset nope, split train): BuilderConfig 'nope' not found. Available: ['chat', 'alpaca']"),
+    ],
+)  # fmt: skip
+def test_a_missing_split_or_subset_is_refused_before_the_run_directory_is_made(make_config, repository, tmp_path, keys, message):  # fmt: skip
+    train = "{" + ", ".join(f"{key}: {value}" for key, value in {"path": repository, **keys}.items()) + "}"
+    result = TrainerEngine().run_job(make_config(f"data.train={train}", "data.validation_max_samples=2"))
+    assert (result.error_type, result.user_error, result.exit_code) == ("data_error", True, EXIT_USER_ERROR)
+    assert result.error_message == f"Invalid data: {repository} {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_missing_split_is_named_at_once(repository):
+    train = {"path": str(repository), "split": "test"}
+    validation = {"path": str(repository), "subset": "alpaca", "split": "dev"}
+    with pytest.raises(DataError) as raised:
+        check_repositories(DataConfig(train=train, validation=validation))
+    assert [problem.split(":")[0] for problem in raised.value.problems] == [
+        f"{repository} (split test)",
+        f"{repository} (subset alpaca, split dev)",
+    ]

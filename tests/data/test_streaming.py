@@ -10,9 +10,11 @@ import pytest
 from transformers import TrainerCallback
 
 from trainer.config.schema import DataConfig, ProfileConfig
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.checking import checked_records
 from trainer.data.loading import SAMPLE_DATA
-from trainer.data.preparation import checked_records, load_record_split, tokenize_split
-from trainer.data.streaming import held_out_split, stream_split
+from trainer.data.split import held_out_split, load_record_split
+from trainer.data.streaming import stream_split
 from trainer.data.tokenization import tokenize_with_assistant_mask
 from trainer.engine import TrainerEngine
 from trainer.errors import DataError
@@ -84,7 +86,7 @@ def test_a_stream_restored_at_a_position_continues_as_the_uninterrupted_stream(t
 def test_the_validation_records_are_the_first_valid_ones_and_never_streamed(tokenizer):
     config = DataConfig(validation_max_samples=8, max_length=MAX_LENGTH)
     split = held_out_split(config, PROFILE, 0)
-    assert [index for index, _ in split.validation] == list(range(8)) and split.first_index == 8
+    assert [index for index, _ in split.validation] == list(range(8)) and split.first_indices == (8,)
     data = stream_split(split, config, PROFILE, "Be brief.", tokenizer, seed=0)
     assert data.validation["input_ids"] == one_by_one(tokenizer, split.validation, MAX_LENGTH)
     assert min(index for index, _ in data.train.draws(0)) == 8

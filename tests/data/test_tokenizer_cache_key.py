@@ -12,7 +12,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from trainer.config.schema import ProfileConfig, TinyModelConfig
-from trainer.data.preparation import RecordSplit, TokenizedData, tokenize_split
+from trainer.data.cache_entry import TokenizedData, tokenize_split
+from trainer.data.split import RecordSplit
 from trainer.modeling.tiny import build_model, build_tokenizer
 from trainer.profiles.plain import PlainProfile
 

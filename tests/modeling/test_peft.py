@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from tests.helpers import RUN_DATE
 from trainer.config.load import to_trainer_config
 from trainer.config.schema import TrainerConfig
+from trainer.data.split import record_split
 from trainer.engine import TrainerEngine
 from trainer.modeling.adapters import EMBEDDING_MODULES, apply_adapter
 from trainer.modeling.loading import load_model_and_tokenizer, model_location
@@ -20,7 +21,6 @@ from trainer.profiles import build_profile
 from trainer.recipe import (
     build_trainer,
     fit,
-    read_records,
     save_final_model,
     setup_data,
     setup_model,
@@ -63,7 +63,7 @@ def lora_training(compose_dictconfig, model_cache, tmp_path_factory) -> LoraTrai
         name: weight.detach().clone() for name, weight in model.named_parameters() if not weight.requires_grad
     }
     profile = build_profile(config.profile, config.seed)
-    data = setup_data(config, run_dir, profile, read_records(config, profile), setup.tokenizer)
+    data = setup_data(config, run_dir, profile, record_split(config.data, profile, config.seed), setup.tokenizer)
     status = StatusWriter(run_dir.status_file, config.monitoring.status_interval_sec)
     trainer = build_trainer(config, run_dir, setup, data.tokenized, training_callbacks(config, run_dir, status))
     fit(trainer, None, config.train.max_steps)

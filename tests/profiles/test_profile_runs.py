@@ -9,7 +9,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from trainer.config.schema import ModelConfig
-from trainer.data.preparation import load_record_split, tokenize_split
+from trainer.data.cache_entry import tokenize_split
+from trainer.data.split import load_record_split
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.tiny import tiny_model_dir
 from trainer.profiles import build_profile

@@ -9,7 +9,7 @@ import yaml
 
 from trainer.cli.main import config_dir
 from trainer.config.schema import ProfileConfig
-from trainer.data.preparation import load_record_split
+from trainer.data.split import load_record_split
 from trainer.errors import DataError
 from trainer.profiles import PROFILES, build_profile
 

@@ -147,7 +147,8 @@ class DataConfig:
     num_proc: int | None = None
     # Read, check and tokenize records while training (for data beyond memory or disk budget):
     # the first step comes within seconds; needs train.max_steps > 0, one process, no token budget.
-    # Without data.validation, the first validation_max_samples records are held out for it.
+    # Without data.validation, the first validation_max_samples records are held out for it (shared
+    # out among a mixture's sources, which stream by weight: each source's share of the assistant tokens).
     streaming: bool = False
     # Streaming: records drawn at random from a buffer of this many (seeded per pass); 1: file order.
     shuffle_buffer: int = 10000

@@ -45,7 +45,7 @@ from trainer.config.schema import (
     PreviewConfig,
     TrainerConfig,
 )
-from trainer.config.sources import is_mixture, parse_sources, reads_repository, source_problems
+from trainer.config.sources import is_mixture, parse_sources, source_problems
 from trainer.errors import ConfigError
 
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
@@ -316,12 +316,13 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
     if not config.data.streaming:
         return problems
     if is_mixture(config.data.train):
-        problems.append("data.streaming=true streams one file; mix sources with data.streaming=false")
-    elif (sources := parse_sources(config.data.train, "data.train")[0]) and reads_repository(sources[0]):
-        problems.append(
-            f"data.streaming=true reads data files; data.train={sources[0].name} is a dataset repository or Hub "
-            "id: stream a file of it, or set data.streaming=false"
-        )
+        sources = parse_sources(config.data.train, "data.train")[0]
+        problems += [
+            f"data.train[{position}].examples: a streamed mixture mixes by weight (a stream has no end to count "
+            "examples to); give the source a weight, or set data.streaming=false"
+            for position, source in enumerate(sources)
+            if source.examples is not None
+        ]
     if config.train.max_steps <= 0:
         problems.append(
             f"data.streaming=true needs train.max_steps > 0 (got {config.train.max_steps}): "

@@ -13,82 +13,23 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy
 import pyarrow
 from datasets import Dataset, concatenate_datasets
 
-from trainer.config.schema import DataConfig
-from trainer.config.sources import DataSource, is_mixture
-from trainer.data.cache import tokenized_cache_dir
-from trainer.data.loading import Record
-from trainer.data.preparation import (
-    RecordSplit,
-    TokenizedData,
-    checked_table,
-    load_record_split,
-    split_off,
-    tokenize_split,
-)
-from trainer.data.records import RecordTableWriter
-from trainer.data.sources import configured_source, configured_sources
+from trainer.config.sources import DataSource
+from trainer.data.cache_entry import TokenizedData, tokenize_split
+from trainer.data.encoding import row_counts_of
+from trainer.data.split import MixtureSplit, RecordSplit
 from trainer.data.tokenization import IGNORE_INDEX
-from trainer.profiles.base import Profile
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class MixtureSplit:
-    """Each source's checked records, with the validation set: held out of each source, or the
-    whole of data.validation given with the first source."""
-
-    parts: list[tuple[DataSource, RecordSplit]]
-    seed: int
-
-    @property
-    def skipped(self) -> int:
-        return sum(part.skipped for _, part in self.parts)
-
-    @property
-    def validation(self) -> list[tuple[int, Record]]:
-        """Every source's validation records (what previews draw their prompts from)."""
-        return [pair for _, part in self.parts for pair in part.validation]
-
-    @property
-    def train(self) -> list[tuple[int, Record]]:
-        return [pair for _, part in self.parts for pair in part.train]
-
-
-def load_data_split(config: DataConfig, profile: Profile, seed: int) -> RecordSplit | MixtureSplit:
-    """`load_record_split` for one source; for a mixture, each source's records checked on their own."""
-    if not is_mixture(config.train):
-        return load_record_split(config, profile, seed)
-    scratch = tokenized_cache_dir(config, Path(tempfile.gettempdir()))
-    # With the shared cache, the checked records of an unchanged file are read back from it.
-    cache = scratch if config.cache else None
-    sources = configured_sources(config.train, "data.train")
-    validation = None
-    if config.validation is not None:
-        source = configured_source(config.validation, "data.validation")
-        validation = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch, cache)
-    parts = []
-    for position, source in enumerate(sources):
-        train, skipped = checked_table(source, profile, config.on_bad_record, config.num_proc, scratch, cache)
-        if validation is None:
-            # The held-out share of each source, within one validation_max_samples for all of them.
-            limit = math.ceil(config.validation_max_samples / len(sources))
-            split = split_off(train, min(math.ceil(len(train) * config.validation_split), limit), seed, source, skipped)
-        elif position == 0:
-            split = RecordSplit(train, validation[0], skipped + validation[1])
-        else:
-            split = RecordSplit(train, RecordTableWriter(scratch).close(), skipped)
-        parts.append((source, split))
-    return MixtureSplit(parts, seed)
+# What a mixture reports of each source beside its name and weight (`sources` in its stats), eager
+# or streamed (there: what the source handed out, read-ahead included).
+SOURCE_COUNTS = ("examples", "tokens", "assistant_tokens", "truncated", "dropped", "skipped")
 
 
 def tokenize_data_split(split: RecordSplit | MixtureSplit, *arguments: Any, **options: Any) -> TokenizedData:
@@ -110,8 +51,11 @@ def tokenize_data_split(split: RecordSplit | MixtureSplit, *arguments: Any, **op
     log_mixture(accounts)
     stats = {
         "bad_records_skipped": split.skipped,
-        "train_examples": len(train),
-        "train_tokens": sum(account["tokens"] for account in accounts),
+        **row_counts_of(
+            "train",
+            len(train),
+            *(sum(account[count] for account in accounts) for count in ("tokens", "truncated", "dropped")),
+        ),
         "train_assistant_tokens": sum(account["assistant_tokens"] for account in accounts),
         "validation_examples": sum(len(validation) for validation in validations),
         # Per source: its name, weight or examples, cache entry, and what it gave to the mixture.

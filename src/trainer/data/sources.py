@@ -6,11 +6,13 @@ the Hub path's code."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from trainer.config.schema import DataConfig
 from trainer.config.sources import DEFAULT_SPLITS, DataSource, data_sources, reads_repository
-from trainer.data.loading import Record
+from trainer.data.loading import Record, iter_records, resolve_data_path
 from trainer.errors import DataError, first_line
 
 
@@ -28,23 +30,65 @@ def configured_sources(value: Any, key: str) -> list[DataSource]:
     ]
 
 
-def repository_records(source: DataSource) -> Iterator[Record]:
-    """The rows of the source's split, each a record named by the source and its row number."""
-    dataset = load_repository(source)
-    if not len(dataset):
-        raise DataError([f"{source.name} is empty: it holds no records"])
+def repository_records(source: DataSource, streaming: bool = False) -> Iterator[Record]:
+    """The rows of the source's split, each a record named by the source and its row number;
+    `streaming`: read as they are asked for (`load_dataset(..., streaming=True)`), never whole."""
+    dataset = load_repository(source, streaming)
+    empty = True
     for row, example in enumerate(dataset, start=1):
+        empty = False
         yield Record(without_nulls(example), source.name, row, unit="row")
+    if empty:
+        raise DataError([f"{source.name} is empty: it holds no records"])
 
 
-def load_repository(source: DataSource) -> Any:
+def load_repository(source: DataSource, streaming: bool = False) -> Any:
     """`load_dataset` of the source; what it raises for a source it cannot load is one `DataError`
     line that names the source and what to do."""
     from datasets import load_dataset
+
+    with repository_errors(source):
+        return load_dataset(
+            source.path, name=source.subset, split=source.split, revision=source.revision, streaming=streaming
+        )
+
+
+def check_repositories(config: DataConfig) -> None:
+    """Every dataset repository or Hub id of `config`, its subset and split, found (in the local
+    datasets cache when offline) before the run writes anything; what is not is one `DataError`
+    line per source. Reads the repository's layout (its README's `configs:`), not its rows."""
+    problems = []
+    for key in ("data.train", "data.validation"):
+        value = getattr(config, key.removeprefix("data."))
+        sources = configured_sources(value, key) if key == "data.train" or value is not None else []
+        for source in filter(reads_repository, sources):
+            try:
+                check_repository(source)
+            except DataError as error:
+                problems += error.problems
+    if problems:
+        raise DataError(problems)
+
+
+def check_repository(source: DataSource) -> None:
+    from datasets import load_dataset_builder
+
+    with repository_errors(source):
+        builder = load_dataset_builder(source.path, name=source.subset, revision=source.revision)
+    files, splits = builder.config.data_files, builder.info.splits
+    known = list(files or splits or [])
+    if known and source.split not in known:
+        # As `load_dataset` words it, so that the same mistake reads the same wherever it is met.
+        raise DataError([f'{source.name}: Unknown split "{source.split}". Should be one of {known}.'])
+
+
+@contextmanager
+def repository_errors(source: DataSource) -> Iterator[None]:
+    """What `datasets` raises for a source it cannot load, as one `DataError` line naming it."""
     from datasets.exceptions import DatasetNotFoundError
 
     try:
-        return load_dataset(source.path, name=source.subset, split=source.split, revision=source.revision)
+        yield
     except ConnectionError as error:
         raise DataError(
             [
@@ -69,3 +113,16 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(item) for item in value]
     return value
+
+
+def streamed_records(source: DataSource) -> Iterator[Record]:
+    """The records of `source` as they are read: a file's or saved dataset's, or the rows of a
+    dataset repository or Hub id, streamed by `load_dataset` (never downloaded whole)."""
+    if reads_repository(source):
+        return repository_records(source, streaming=True)
+    return iter_records(resolve_data_path(source.path))
+
+
+def stream_name(source: DataSource) -> str:
+    """How the stream's logs and messages name the source: a file by its path, as read."""
+    return source.name if reads_repository(source) else str(resolve_data_path(source.path))

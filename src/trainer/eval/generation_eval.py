@@ -14,7 +14,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.config.schema import EVAL_METRIC_PREFIX, EvalConfig
-from trainer.data.preparation import RecordSplit
+from trainer.data.split import RecordSplit
 from trainer.modeling.generation import generate_answers
 from trainer.preview.base import PreviewPrompt
 from trainer.preview.prompts import select_prompts

@@ -14,8 +14,7 @@ from omegaconf import OmegaConf
 
 from trainer.config.load import dated, load_saved_config, to_trainer_config
 from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
-from trainer.data.mixture import load_data_split
-from trainer.data.streaming import held_out_split
+from trainer.data.split import record_split
 from trainer.errors import UserError
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.modeling.loading import load_model_and_tokenizer
@@ -79,7 +78,7 @@ def evaluate_run(root: Path, checkpoint: int | None = None) -> dict[str, float]:
     weights = weights_to_evaluate(run_dir, checkpoint)
     with run_dir.claim_to_add():
         profile = build_profile(config.profile, config.seed)
-        records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
+        records = record_split(config.data, profile, config.seed)
         model_config = replace(config.model, name=weights.path.name, source="pretrained", path=str(weights.path))
         model, tokenizer, _ = load_model_and_tokenizer(model_config, plan_precision(config.precision.name).model_dtype)
         system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))

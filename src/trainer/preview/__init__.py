@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from transformers import PreTrainedTokenizerBase
 
 from trainer.config.schema import PreviewConfig, TrainerConfig
-from trainer.data.preparation import RecordSplit
+from trainer.data.split import RecordSplit
 from trainer.preview.base import PreviewBackend
 from trainer.preview.callback import PreviewCallback
 from trainer.preview.local import LocalPreviewBackend

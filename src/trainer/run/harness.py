@@ -21,7 +21,8 @@ from trainer import recipe
 from trainer.config.load import dated
 from trainer.config.schema import TrainerConfig
 from trainer.config.validate import validate_config
-from trainer.errors import ConfigError, UserError, first_line
+from trainer.data.sources import check_repositories
+from trainer.errors import ConfigError, DataError, UserError, first_line
 from trainer.facts import gather_facts
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.monitoring.hparams import write_run_hparams
@@ -53,7 +54,9 @@ def run_harnessed(
     try:
         # First of all: a config mistake starts no process group and creates no run directory.
         validate_config(config, gather_facts())
-    except ConfigError as error:
+        # A dataset repository or Hub id without the subset or split asked for, or not cached offline.
+        check_repositories(config.data)
+    except (ConfigError, DataError) as error:
         log.error("%s", error)
         return record_refusal(run_dir, failure(error, user_error=True))
     if config.run.resume and config.run.date is None:
