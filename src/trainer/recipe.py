@@ -15,16 +15,18 @@ from accelerate import PartialState
 from transformers import Trainer, TrainerCallback, TrainerState, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 
-from trainer.config.schema import TrainerConfig
+from trainer.config.schema import PREFERENCE_OBJECTIVES, TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.mixture import load_data_split, tokenize_data_split
+from trainer.data.preference import load_preference_split, tokenize_preference_split
 from trainer.data.streaming import held_out_split, stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
 from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.eval.stopping import RunEarlyStopping
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
+from trainer.modeling.preference_trainer import PreferenceStatusCallback, preference_summary
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.memory import peak_memory
@@ -84,7 +86,10 @@ def train(
     # Streaming reads only the validation records now; the training records as training needs them.
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
-    records = (held_out_split if config.data.streaming else load_data_split)(config.data, profile, config.seed)
+    # Preference pairs (objective=dpo|simpo) are read, tokenized and batched as pairs; the rest is SFT's.
+    pairs = config.objective.name in PREFERENCE_OBJECTIVES
+    load = load_preference_split if pairs else held_out_split if config.data.streaming else load_data_split
+    records = load(config.data, profile, config.seed)
     plan = plan_precision(config.precision.name)
     quantize_4bit = config.peft.method == "qlora"
     # Rank 0 builds (or downloads) the model into its cache first; the other ranks then read it.
@@ -99,7 +104,16 @@ def train(
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
         data = (
-            stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
+            tokenize_preference_split(
+                records,
+                profile,
+                system_prompt,
+                tokenizer,
+                config.data.max_length,
+                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+            )
+            if pairs
+            else stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
             if config.data.streaming
             else tokenize_data_split(
                 records,
@@ -118,7 +132,14 @@ def train(
     if checkpoint:
         log.info("Resuming from %s", checkpoint)
     previews = build_preview_callback(
-        config, run_dir, profile, records, system_prompt, tokenizer, preview_token, checkpoint_step(checkpoint)
+        config,
+        run_dir,
+        profile,
+        records.chats() if pairs else records,
+        system_prompt,
+        tokenizer,
+        preview_token,
+        checkpoint_step(checkpoint),
     )
     previews.listeners.append(status.record_preview)
     if trackers is not None:
@@ -135,6 +156,8 @@ def train(
         )
         if trackers is not None:
             generation_eval.answers_listeners.append(trackers.record_eval_answers)
+    if pairs:
+        extra_callbacks = [PreferenceStatusCallback(status), *extra_callbacks]
     early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
     callbacks = training_callbacks(
         config,
@@ -169,6 +192,7 @@ def train(
         **batch_summary(trainer),
         "previews": previews.summary(),
         **(generation_eval.summary() if generation_eval else {}),
+        **preference_summary(trainer.state.log_history),
     }
     result = collect_result(trainer, run_dir, runtime, summary=summary)
     result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None

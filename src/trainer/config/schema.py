@@ -53,6 +53,15 @@ OBJECTIVES = ("sft", "dpo", "simpo")
 PREFERENCE_OBJECTIVES = ("dpo", "simpo")
 # DPO's loss of the reward margin, under TRL's names (DPOConfig.loss_type).
 PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge")
+# TRL's names of the preference metrics: logged, charted, in status.json, result.json and the sweep summary.
+PREFERENCE_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
 FUSED_LOSSES = ("none", "liger", "cce")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")

@@ -272,7 +272,11 @@ def prepare_pairs(
             for name, pairs in (("train", split.train), ("validation", split.validation)):
                 if pairs:
                     columns = tokenize_pairs(name, pairs, profile, system_prompt, tokenizer, max_length, stats)
-                    write_arrow(columns, complete_dir(scratch) / f"{name}.arrow")
+                    table = pyarrow.table(
+                        {column: list_array(rows) for column, rows in columns.items()},
+                        schema=PAIR_FEATURES.arrow_schema,
+                    )
+                    write_arrow(table, complete_dir(scratch) / f"{name}.arrow")
             publish(entry, scratch, stats)
         log.info("Tokenized pairs saved to the cache: %s", entry)
         datasets, stats = load_cached(entry, in_memory, verify=False)
@@ -341,8 +345,7 @@ def tokenize_answers(
     return tokenize_rendered(tokenizer, rendered, max_length)
 
 
-def write_arrow(columns: dict[str, list[numpy.ndarray]], path: Path) -> None:
-    """The columns as an Arrow stream file, what `datasets.Dataset.from_file` reads."""
-    table = pyarrow.table({name: list_array(rows) for name, rows in columns.items()}, schema=PAIR_FEATURES.arrow_schema)
+def write_arrow(table: pyarrow.Table, path: Path) -> None:
+    """The table as an Arrow stream file, what `datasets.Dataset.from_file` reads."""
     with pyarrow.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
