@@ -1,0 +1,147 @@
+"""objective=dpo against TRL's DPOTrainer: the same tiny model, pairs, seed, learning rate, beta
+and batch give the same reference log-probs, the same first step (loss and rewards) and the same
+losses over ten steps. TRL gets the very tokens trainer trains on (its own tokenization is the
+template's; trainer's masks are checked in tests/data/test_preference.py): what is compared is
+the log-probs, the losses, the metrics and the optimisation around them, padded against packed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import TrainingArguments
+
+from trainer.config.schema import DataConfig, ProfileConfig, TinyModelConfig
+from trainer.data.preference import load_preference_split, tokenize_preference_split
+from trainer.data.tokenization import IGNORE_INDEX
+from trainer.modeling.preference_loss import PreferenceLoss
+from trainer.modeling.tiny import build_model, build_tokenizer
+from trainer.profiles.plain import PlainProfile
+from trainer.training import PreferenceRunTrainer, pair_batching
+
+trl = pytest.importorskip("trl")
+# Two trainers, ten steps each, and TRL's reference pass: ~15 s on two loaded cores.
+pytestmark = pytest.mark.slow
+
+PAIRS, STEPS, BATCH, BETA = 16, 10, 4, 0.1
+SHARED = {
+    "learning_rate": 1e-3,
+    "per_device_train_batch_size": BATCH,
+    "per_device_eval_batch_size": BATCH,
+    "max_steps": STEPS,
+    "logging_steps": 1,
+    "lr_scheduler_type": "constant",
+    "optim": "adamw_torch",
+    "seed": 0,
+    "data_seed": 0,
+    "report_to": "none",
+    "use_cpu": True,
+    "save_strategy": "no",
+    "disable_tqdm": True,
+    # TRL's configs default to bf16 and gradient checkpointing: both off, as trainer's fp32 run.
+    "bf16": False,
+    "gradient_checkpointing": False,
+}
+METRICS = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
+
+
+class GivenTokensDPOTrainer(trl.DPOTrainer):
+    """TRL's trainer on pairs tokenized already: its own tokenization step is skipped."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+
+def trl_rows(pairs: Dataset) -> Dataset:
+    """Trainer's pairs as TRL's prompt/chosen/rejected ids: the prompt ends where the answer's
+    labels start; the answer ends with its last label (the template's newline after the
+    end-of-turn is no label, and no token after the last label changes a log-prob)."""
+    rows = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
+    for pair in pairs:
+        starts, ends = {}, {}
+        for side in ("chosen", "rejected"):
+            labelled = [position for position, label in enumerate(pair[f"{side}_labels"]) if label != IGNORE_INDEX]
+            starts[side], ends[side] = labelled[0], labelled[-1] + 1
+        assert pair["chosen_input_ids"][: starts["chosen"]] == pair["rejected_input_ids"][: starts["rejected"]]
+        rows["prompt_ids"].append(pair["chosen_input_ids"][: starts["chosen"]])
+        for side in ("chosen", "rejected"):
+            rows[f"{side}_ids"].append(pair[f"{side}_input_ids"][starts[side] : ends[side]])
+    return Dataset.from_dict(rows)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Ten steps of each trainer from the same model on the same pairs."""
+    tokenizer = build_tokenizer(512)
+    profile = PlainProfile(ProfileConfig(), seed=0)
+    split = load_preference_split(DataConfig(validation_max_samples=2, max_length=256), profile, seed=0)
+    split.train = split.train[:PAIRS]
+    pairs = tokenize_preference_split(split, profile, "You are a calculator.", tokenizer, 256).train
+    model = build_model("qwen3", TinyModelConfig(), tokenizer)
+    output = tmp_path_factory.mktemp("runs")
+
+    ours_model = copy.deepcopy(model)
+    ours = PreferenceRunTrainer(
+        model=ours_model,
+        args=TrainingArguments(output_dir=str(output / "ours"), **SHARED),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+        **pair_batching(ours_model),
+    )
+    ours.set_up_preference(PreferenceLoss("dpo", "sigmoid", BETA, 0.0), True, None, "fp32")
+    ours.train()
+
+    theirs = GivenTokensDPOTrainer(
+        model=copy.deepcopy(model),
+        args=trl.DPOConfig(
+            output_dir=str(output / "trl"),
+            beta=BETA,
+            loss_type=["sigmoid"],
+            precompute_ref_log_probs=True,
+            max_length=None,
+            disable_dropout=True,
+            **SHARED,
+        ),
+        train_dataset=trl_rows(pairs),
+        processing_class=tokenizer,
+    )
+    theirs.train()
+    return ours, theirs
+
+
+def logged(trainer, step: int) -> dict[str, float]:
+    return next(entry for entry in trainer.state.log_history if entry.get("step") == step and "loss" in entry)
+
+
+def test_reference_log_probs_equal_trls(runs):
+    ours, theirs = runs
+    for column in ("ref_chosen_logps", "ref_rejected_logps"):
+        torch.testing.assert_close(
+            torch.tensor(ours.train_dataset[column]), torch.tensor(theirs.train_dataset[column]), atol=1e-5, rtol=0
+        )
+
+
+def test_first_step_loss_and_rewards_equal_trls(runs):
+    ours, theirs = runs
+    first_ours, first_theirs = logged(ours, 1), logged(theirs, 1)
+    for name in METRICS:
+        assert first_ours[name] == pytest.approx(first_theirs[name], abs=1e-5), name
+
+
+def test_ten_steps_losses_within_1e_4_of_trls(runs):
+    ours, theirs = runs
+    ours_losses = [logged(ours, step)["loss"] for step in range(1, STEPS + 1)]
+    theirs_losses = [logged(theirs, step)["loss"] for step in range(1, STEPS + 1)]
+    assert ours_losses == pytest.approx(theirs_losses, abs=1e-4)
+    # The comparison means something only where training moved the loss.
+    assert ours_losses[-1] < ours_losses[0] - 1e-3
