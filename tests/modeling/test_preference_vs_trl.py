@@ -10,18 +10,18 @@ import copy
 
 import pytest
 import torch
-from datasets import Dataset
 from transformers import TrainingArguments
 
 from trainer.config.schema import DataConfig, ProfileConfig, TinyModelConfig
 from trainer.data.preference import load_preference_split, tokenize_preference_split
-from trainer.data.tokenization import IGNORE_INDEX
 from trainer.modeling.preference_loss import PreferenceLoss
 from trainer.modeling.tiny import build_model, build_tokenizer
 from trainer.profiles.plain import PlainProfile
 from trainer.training import PreferenceRunTrainer, pair_batching
 
 trl = pytest.importorskip("trl")
+from bench.dpo import GivenTokensDPOTrainer, trl_rows  # noqa: E402  (TRL is optional)
+
 # Two trainers, ten steps each, and TRL's reference pass: ~15 s on two loaded cores.
 pytestmark = pytest.mark.slow
 
@@ -53,30 +53,6 @@ METRICS = (
     "logps/chosen",
     "logps/rejected",
 )
-
-
-class GivenTokensDPOTrainer(trl.DPOTrainer):
-    """TRL's trainer on pairs tokenized already: its own tokenization step is skipped."""
-
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        return dataset
-
-
-def trl_rows(pairs: Dataset) -> Dataset:
-    """Trainer's pairs as TRL's prompt/chosen/rejected ids: the prompt ends where the answer's
-    labels start; the answer ends with its last label (the template's newline after the
-    end-of-turn is no label, and no token after the last label changes a log-prob)."""
-    rows = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
-    for pair in pairs:
-        starts, ends = {}, {}
-        for side in ("chosen", "rejected"):
-            labelled = [position for position, label in enumerate(pair[f"{side}_labels"]) if label != IGNORE_INDEX]
-            starts[side], ends[side] = labelled[0], labelled[-1] + 1
-        assert pair["chosen_input_ids"][: starts["chosen"]] == pair["rejected_input_ids"][: starts["rejected"]]
-        rows["prompt_ids"].append(pair["chosen_input_ids"][: starts["chosen"]])
-        for side in ("chosen", "rejected"):
-            rows[f"{side}_ids"].append(pair[f"{side}_input_ids"][starts[side] : ends[side]])
-    return Dataset.from_dict(rows)
 
 
 @pytest.fixture(scope="module")
