@@ -28,7 +28,9 @@ def test_bad_values_are_named(make_config, overrides, problem):
 
 
 def test_an_unknown_objective_is_named(make_config):
-    assert problems_of(make_config("objective.name=kto")) == ["objective.name=kto is unknown; choose one of sft, dpo, simpo"]
+    assert problems_of(make_config("objective.name=kto")) == [
+        "objective.name=kto is unknown; choose one of sft, dpo, simpo"
+    ]
 
 
 def test_simpo_has_the_sigmoid_loss_only(make_config):
@@ -48,7 +50,9 @@ def test_simpo_has_the_sigmoid_loss_only(make_config):
     ],
 )
 def test_what_pairs_cannot_train_with_is_refused_naming_the_key(make_config, override, key):
-    problems = [problem for problem in problems_of(make_config("objective=dpo", override)) if "objective=dpo" in problem]
+    problems = [
+        problem for problem in problems_of(make_config("objective=dpo", override)) if "objective=dpo" in problem
+    ]
     assert len(problems) == 1 and key in problems[0], problems
 
 
