@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import read_json, run_sweep
+from tests.helpers import kill_at_checkpoint, losses_by_step, read_json, resume, run_sweep, run_trainer
 from trainer.config.schema import PREFERENCE_METRICS
 from trainer.data.preference import PREFERENCE_SAMPLE
 from trainer.engine import TrainerEngine
@@ -81,3 +81,22 @@ def test_a_beta_sweep_computes_the_reference_log_probs_once(model_cache, tmp_pat
     with (sweep_dir / "summary.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert all(float(row["rewards/accuracies"]) >= 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_a_resumed_dpo_run_takes_the_steps_of_an_uninterrupted_one(model_cache, tmp_path, pairs_file):
+    """Killed at a checkpoint and resumed, the run trains the same losses step by step: the
+    reference log-probs are read back from the cache, the weights from the checkpoint."""
+    arguments = ["objective=dpo", f"data.train={pairs_file}", "train.max_steps=8", "train.save_steps=4", "train.logging_steps=1", "train.per_device_train_batch_size=4"]  # fmt: skip
+    whole = tmp_path / "whole"
+    completed = run_trainer(model_cache, *arguments, f"hydra.run.dir={whole}", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    interrupted = tmp_path / "interrupted"
+    kill_at_checkpoint(model_cache, interrupted, 4, *arguments)
+    completed = resume(interrupted)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Reference log-probs of the train pairs read from the cache" in (interrupted / "trainer.log").read_text()
+    expected = dict(losses_by_step(whole))
+    resumed = dict(losses_by_step(interrupted))
+    assert [step for step in resumed if step > 4] == [5, 6, 7, 8]
+    assert all(resumed[step] == pytest.approx(expected[step], abs=1e-5) for step in range(5, 9))
