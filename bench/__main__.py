@@ -31,7 +31,7 @@ import datasets
 import torch
 import transformers
 
-from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
+from bench.contenders import Run, load_plain_model, run_plain_transformers, run_rounds, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
 from bench.report import Spread, Target, per_round_ratios, print_tables, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
@@ -219,13 +219,7 @@ def run_cpu_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
     print(f"token budget {budget.data.tokens_per_batch} tokens x {budget.train.max_steps} steps", flush=True)
     warm_up(contenders, workload, workdir, model_cache)
 
-    runs: dict[str, list[Run]] = {name: [] for name in contenders}
-    for round_number in range(rounds):
-        order = CONTENDERS[round_number % len(CONTENDERS) :] + CONTENDERS[: round_number % len(CONTENDERS)]
-        for name in order:
-            run = contenders[name]()
-            runs[name].append(run)
-            print(f"round {round_number + 1} {name:17} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
+    runs = run_rounds({name: contenders[name] for name in CONTENDERS}, rounds)
     ceiling = max(matmul_gflops(), matmul_gflops())
     cli = measure_cli(workdir, model_cache)
     return summarize(workload, runs, parameters, ceiling, cli, memory, time.perf_counter() - started)

@@ -33,7 +33,7 @@ import torch
 import trl
 from datasets import Dataset
 
-from bench.contenders import Run, load_plain_model, plain_arguments, run_trainer, train_quietly
+from bench.contenders import Run, load_plain_model, plain_arguments, run_rounds, run_trainer, train_quietly
 from bench.limits import matmul_gflops, model_gflops, parameter_count
 from bench.report import Spread, Target, per_round_ratios, print_tables, results_markdown
 from bench.workload import Workload, chat, engine_config
@@ -147,13 +147,7 @@ def run_dpo_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
     short = replace(workload, steps=3)
     run_trainer(dpo_config(short, workdir, model_cache))
     run_trl_dpo(dpo_config(short, workdir, model_cache), rows, precompute=False)
-    runs: dict[str, list[Run]] = {name: [] for name in contenders}
-    for round_number in range(rounds):
-        order = CONTENDERS[round_number % len(CONTENDERS) :] + CONTENDERS[: round_number % len(CONTENDERS)]
-        for name in order:
-            run = contenders[name]()
-            runs[name].append(run)
-            print(f"round {round_number + 1} {name:23} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
+    runs = run_rounds(contenders, rounds)
     ceiling = max(matmul_gflops(), matmul_gflops())
     return summarize(workload, runs, parameters, ceiling, time.perf_counter() - started)
 

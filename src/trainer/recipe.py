@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from accelerate import PartialState
@@ -103,28 +104,14 @@ def train(
     system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
-        data = (
-            tokenize_preference_split(
-                records,
-                profile,
-                system_prompt,
-                tokenizer,
-                config.data.max_length,
-                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
+        if config.data.streaming:
+            data = stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
+        else:
+            tokenize = (
+                tokenize_preference_split if pairs else partial(tokenize_data_split, num_proc=config.data.num_proc)
             )
-            if pairs
-            else stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
-            if config.data.streaming
-            else tokenize_data_split(
-                records,
-                profile,
-                system_prompt,
-                tokenizer,
-                config.data.max_length,
-                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
-                num_proc=config.data.num_proc,
-            )
-        )
+            cache_dir = tokenized_cache_dir(config.data, run_dir.tokenized_dir)
+            data = tokenize(records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=cache_dir)
     stop.at_once = False
     if main_process:
         write_json_atomic(run_dir.tokenized_file, data.summary())

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from trainer.config.schema import DataConfig, ProfileConfig, TinyModelConfig
+from trainer.config.schema import PREFERENCE_METRICS, DataConfig, ProfileConfig, TinyModelConfig
 from trainer.data.preference import load_preference_split, tokenize_preference_split
 from trainer.modeling.preference_loss import PreferenceLoss
 from trainer.modeling.tiny import build_model, build_tokenizer
@@ -44,15 +44,7 @@ SHARED = {
     "bf16": False,
     "gradient_checkpointing": False,
 }
-METRICS = (
-    "loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/accuracies",
-    "rewards/margins",
-    "logps/chosen",
-    "logps/rejected",
-)
+METRICS = ("loss", *PREFERENCE_METRICS)
 
 
 @pytest.fixture(scope="module")

@@ -36,10 +36,17 @@ from transformers import PreTrainedTokenizerBase
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource
-from trainer.data.cache import cache_key, complete_dir, exclusive, load_cached, publish, scratch_dir, tokenizer_digest
+from trainer.data.cache import complete_dir, exclusive, load_cached, publish, scratch_dir, tokenizer_digest
 from trainer.data.formats import RecordShapeError, as_messages, sharegpt_messages, with_plain_parts
 from trainer.data.loading import SAMPLE_DATA, Record, iter_records
-from trainer.data.preparation import TokenizedData, held_out_mask, list_array, record_problem, report_bad_records
+from trainer.data.preparation import (
+    TokenizedData,
+    entry_key,
+    held_out_mask,
+    list_array,
+    record_problem,
+    report_bad_records,
+)
 from trainer.data.sources import configured_source, reads_repository, repository_records
 from trainer.data.tokenization import TokenizedBatch, tokenize_rendered
 from trainer.errors import DataError
@@ -233,16 +240,8 @@ def tokenize_preference_split(
     """Both sets' pairs tokenized into the cache entry of everything that shapes them (the same
     key rules as SFT's entries, plus what makes them pairs), or read back from it."""
     digest = tokenizer_digest(tokenizer)
-    key = cache_key(
-        kind="preference pairs",
-        train=pairs_digest(split.train),
-        validation=pairs_digest(split.validation),
-        system_prompt=system_prompt,
-        profile=profile.metadata(),
-        profile_seed=profile.seed,
-        tokenizer=digest,
-        max_length=max_length,
-    )
+    train, validation = pairs_digest(split.train), pairs_digest(split.validation)
+    key = entry_key(train, validation, system_prompt, profile, digest, max_length, kind="preference pairs")
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="trainer-pairs-") as temporary:
             data = prepare_pairs(Path(temporary) / key, split, profile, system_prompt, tokenizer, max_length, True)
