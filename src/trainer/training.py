@@ -272,7 +272,7 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
 def batch_summary(trainer: Trainer) -> dict[str, bool | float]:
     """What the result records about the batches: whether they were packed (data.packing resolved
     for the model), and the token budget's fill, when there is one."""
-    packed = {"packing": isinstance(trainer.data_collator, PackedBatchCollator)}
+    packed = {"packing": isinstance(trainer.data_collator, PackedBatchCollator | PackedPairs)}
     sampler = getattr(trainer, "batch_sampler", None)
     if sampler is None:
         return packed
