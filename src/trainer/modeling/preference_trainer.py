@@ -58,7 +58,7 @@ class PreferenceTraining:
     ) -> None:
         self.preference_loss = loss
         self.precision = precision
-        self.metric_sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.metric_sums: dict[str, dict[str, torch.Tensor | float]] = defaultdict(lambda: defaultdict(float))
         self.metric_counts: dict[str, int] = defaultdict(int)
         # Nothing the model returns is trained on by transformers' loss: the step's loss is this
         # mean over pairs, which the Trainer divides by the accumulation steps.
@@ -158,8 +158,9 @@ class PreferenceTraining:
 
     def record_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         mode = "train" if self.model.training else "eval"
+        # Summed on the device: read once per log, not once per step.
         for name, values in metrics.items():
-            self.metric_sums[mode][name] += values.sum().item()
+            self.metric_sums[mode][name] += values.detach().sum()
         self.metric_counts[mode] += len(metrics[PREFERENCE_METRICS[0]])
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
@@ -167,7 +168,7 @@ class PreferenceTraining:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
         if count := self.metric_counts.pop(mode, 0):
             prefix = "eval_" if mode == "eval" else ""
-            logs.update({prefix + name: total / count for name, total in self.metric_sums.pop(mode).items()})
+            logs.update({prefix + name: float(total) / count for name, total in self.metric_sums.pop(mode).items()})
         super().log(logs, *args, **kwargs)
 
 
