@@ -12,7 +12,9 @@ in fp32 without activation checkpointing (TRL's configs default to bf16 and chec
   DPO: `padding_free=True` falls back to padding with a warning).
 
 Real tokens are the non-padding tokens of both sides of each pair; seconds are the Trainer's
-`train_runtime` for all. The one-time reference pass (TRL's in its constructor, trainer's before
+`train_runtime` for all. On a shared machine wall seconds follow the other jobs' load, so each run
+also reports the CPU seconds of this process over the same loop (`CpuClock`; one torch thread):
+tokens per CPU-second compare the work each does, whoever else runs. The one-time reference pass (TRL's in its constructor, trainer's before
 its first step, read from the cache after the first run) is outside every timed loop.
 """
 
@@ -27,11 +29,13 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import torch
 import trl
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from bench.contenders import Run, load_plain_model, plain_arguments, run_rounds, run_trainer, train_quietly
 from bench.limits import matmul_gflops, model_gflops, parameter_count
@@ -47,6 +51,19 @@ from trainer.run.job_isolation import isolated_job
 
 CONTENDERS = ("trainer_dpo", "trainer_dpo_every_step", "trl_default", "trl_precompute")
 BETA = 0.1
+
+
+class CpuClock(TrainerCallback):
+    """The CPU seconds of this process from the start of the training loop to its end."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.seconds = -time.process_time()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds += time.process_time()
 
 
 class GivenTokensDPOTrainer(trl.DPOTrainer):
@@ -112,7 +129,7 @@ def tokenized_pairs(config: TrainerConfig) -> Dataset:
     return tokenize_preference_split(split, profile, system_prompt, tokenizer, config.data.max_length).train
 
 
-def run_trl_dpo(config: TrainerConfig, rows: Dataset, precompute: bool) -> Run:
+def run_trl_dpo(config: TrainerConfig, rows: Dataset, precompute: bool, clock: CpuClock | None = None) -> Run:
     model, tokenizer = load_plain_model(config)
     with tempfile.TemporaryDirectory() as output_dir, isolated_job():
         arguments = trl.DPOConfig(
@@ -123,7 +140,9 @@ def run_trl_dpo(config: TrainerConfig, rows: Dataset, precompute: bool) -> Run:
             gradient_checkpointing=False,
             bf16=False,
         )
-        trainer = GivenTokensDPOTrainer(model=model, args=arguments, train_dataset=rows, processing_class=tokenizer)
+        trainer = GivenTokensDPOTrainer(
+            model=model, args=arguments, train_dataset=rows, processing_class=tokenizer, callbacks=[clock or CpuClock()]
+        )
         return train_quietly(trainer)
 
 
@@ -135,24 +154,40 @@ def run_dpo_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
     rows = trl_rows(tokenized_pairs(config))
     parameters = parameter_count(load_plain_model(config)[0])
     every_step = dpo_config(workload, workdir, model_cache, precompute=False)
+    clocks = {name: CpuClock() for name in CONTENDERS}
     contenders = {
-        "trainer_dpo": lambda: run_trainer(config),
-        "trainer_dpo_every_step": lambda: run_trainer(every_step),
-        "trl_default": lambda: run_trl_dpo(config, rows, precompute=False),
-        "trl_precompute": lambda: run_trl_dpo(config, rows, precompute=True),
+        "trainer_dpo": lambda: run_trainer(config, [clocks["trainer_dpo"]]),
+        "trainer_dpo_every_step": lambda: run_trainer(every_step, [clocks["trainer_dpo_every_step"]]),
+        "trl_default": lambda: run_trl_dpo(config, rows, False, clocks["trl_default"]),
+        "trl_precompute": lambda: run_trl_dpo(config, rows, True, clocks["trl_precompute"]),
     }
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+
+    def timed(name: str) -> Run:
+        run = contenders[name]()
+        cpu_seconds[name].append(clocks[name].seconds)
+        return run
+
     lengths = sorted(len(ids) for ids in rows["prompt_ids"])
     print(f"{len(rows)} pairs, prompts of {lengths[0]}..{lengths[-1]} tokens; batch {workload.batch} pairs, {workload.steps} steps", flush=True)  # fmt: skip
     # One-time costs (imports, kernels for new shapes, the reference cache) fall on no measured run.
     short = replace(workload, steps=3)
     run_trainer(dpo_config(short, workdir, model_cache))
     run_trl_dpo(dpo_config(short, workdir, model_cache), rows, precompute=False)
-    runs = run_rounds(contenders, rounds)
+    runs = run_rounds({name: partial(timed, name) for name in CONTENDERS}, rounds)
     ceiling = max(matmul_gflops(), matmul_gflops())
-    return summarize(workload, runs, parameters, ceiling, time.perf_counter() - started)
+    cpu = {name: [run.tokens / seconds for run, seconds in zip(runs[name], cpu_seconds[name], strict=True)] for name in CONTENDERS}  # fmt: skip
+    return summarize(workload, runs, cpu, parameters, ceiling, time.perf_counter() - started)
 
 
-def summarize(workload: Workload, runs: dict[str, list[Run]], parameters: int, ceiling: float, seconds: float) -> dict:
+def summarize(
+    workload: Workload,
+    runs: dict[str, list[Run]],
+    cpu: dict[str, list[float]],
+    parameters: int,
+    ceiling: float,
+    seconds: float,
+) -> dict:
     speeds = {name: [run.tokens_per_sec for run in series] for name, series in runs.items()}
     share = {name: Spread.of([model_gflops(parameters, speed) / ceiling for speed in series]) for name, series in speeds.items()}  # fmt: skip
     targets = [
@@ -163,11 +198,21 @@ def summarize(workload: Workload, runs: dict[str, list[Run]], parameters: int, c
     loss_gap = max(
         abs(ours - theirs)
         for mine, trl_run in zip(runs["trainer_dpo"], runs["trl_precompute"], strict=True)
-        for ours, theirs in zip(mine.losses, trl_run.losses, strict=True)
+        # trainer also logs the last step where it is no multiple of logging_steps: left out here.
+        for ours, theirs in zip(mine.losses, trl_run.losses, strict=False)
     )
     rows = [
         *[(f"{name} real tokens/s", Spread.of(speeds[name]).show()) for name in CONTENDERS],
+        *[(f"{name} real tokens per CPU-second", Spread.of(cpu[name]).show()) for name in CONTENDERS],
         *[(f"{name} 6*N*tokens/s / matmul peak", share[name].show(2)) for name in CONTENDERS],
+        (
+            "trainer_dpo / trl_default, per CPU-second",
+            per_round_ratios(cpu["trainer_dpo"], cpu["trl_default"]).show(2) + "x",
+        ),
+        (
+            "trainer_dpo / trl_precompute, per CPU-second",
+            per_round_ratios(cpu["trainer_dpo"], cpu["trl_precompute"]).show(2) + "x",
+        ),
         (
             "trainer_dpo_every_step / trl_default",
             per_round_ratios(speeds["trainer_dpo_every_step"], speeds["trl_default"]).show(2) + "x",
@@ -194,6 +239,7 @@ def summarize(workload: Workload, runs: dict[str, list[Run]], parameters: int, c
         "parameters": parameters,
         "matmul_gflops": ceiling,
         "runs": {name: [asdict(run) for run in series] for name, series in runs.items()},
+        "tokens_per_cpu_sec": cpu,
         "targets": [target.to_dict() for target in targets],
         "wall_sec": seconds,
         "markdown": header + "\n\n" + tables_markdown(rows, targets),

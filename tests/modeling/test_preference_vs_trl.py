@@ -30,7 +30,6 @@ SHARED = {
     "learning_rate": 1e-3,
     "per_device_train_batch_size": BATCH,
     "per_device_eval_batch_size": BATCH,
-    "max_steps": STEPS,
     "logging_steps": 1,
     "lr_scheduler_type": "constant",
     "optim": "adamw_torch",
@@ -47,26 +46,25 @@ SHARED = {
 METRICS = ("loss", *PREFERENCE_METRICS)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Ten steps of each trainer from the same model on the same pairs."""
+def train_both(output, loss_type: str, steps: int):
+    """`steps` steps of each trainer from the same model on the same pairs, with `loss_type`."""
     tokenizer = build_tokenizer(512)
     profile = PlainProfile(ProfileConfig(), seed=0)
     split = load_preference_split(DataConfig(validation_max_samples=2, max_length=256), profile, seed=0)
     split.train = split.train[:PAIRS]
     pairs = tokenize_preference_split(split, profile, "You are a calculator.", tokenizer, 256).train
     model = build_model("qwen3", TinyModelConfig(), tokenizer)
-    output = tmp_path_factory.mktemp("runs")
+    shared = {**SHARED, "max_steps": steps}
 
     ours_model = copy.deepcopy(model)
     ours = PreferenceRunTrainer(
         model=ours_model,
-        args=TrainingArguments(output_dir=str(output / "ours"), **SHARED),
+        args=TrainingArguments(output_dir=str(output / "ours"), **shared),
         train_dataset=pairs,
         processing_class=tokenizer,
         **pair_batching(ours_model),
     )
-    ours.set_up_preference(PreferenceLoss("dpo", "sigmoid", BETA, 0.0), True, None, "fp32")
+    ours.set_up_preference(PreferenceLoss("dpo", loss_type, BETA, 0.0), True, None, "fp32")
     ours.train()
 
     theirs = GivenTokensDPOTrainer(
@@ -74,17 +72,22 @@ def runs(tmp_path_factory):
         args=trl.DPOConfig(
             output_dir=str(output / "trl"),
             beta=BETA,
-            loss_type=["sigmoid"],
+            loss_type=[loss_type],
             precompute_ref_log_probs=True,
             max_length=None,
             disable_dropout=True,
-            **SHARED,
+            **shared,
         ),
         train_dataset=trl_rows(pairs),
         processing_class=tokenizer,
     )
     theirs.train()
     return ours, theirs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return train_both(tmp_path_factory.mktemp("runs"), "sigmoid", STEPS)
 
 
 def logged(trainer, step: int) -> dict[str, float]:
@@ -113,3 +116,11 @@ def test_ten_steps_losses_within_1e_4_of_trls(runs):
     assert ours_losses == pytest.approx(theirs_losses, abs=1e-4)
     # The comparison means something only where training moved the loss.
     assert ours_losses[-1] < ours_losses[0] - 1e-3
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "hinge"])
+def test_ipo_and_hinge_losses_equal_trls(tmp_path, loss_type):
+    ours, theirs = train_both(tmp_path, loss_type, steps=3)
+    for step in (1, 2, 3):
+        for name in METRICS:
+            assert logged(ours, step)[name] == pytest.approx(logged(theirs, step)[name], abs=1e-4), (step, name)
