@@ -39,7 +39,7 @@ from transformers import TrainerCallback
 
 from bench.contenders import Run, load_plain_model, plain_arguments, run_rounds, run_trainer, train_quietly
 from bench.limits import matmul_gflops, model_gflops, parameter_count
-from bench.report import Spread, Target, per_round_ratios, print_tables, tables_markdown
+from bench.report import Spread, Target, per_round_ratios, print_tables, ratio_row, tables_markdown
 from bench.workload import Workload, chat, engine_config
 from trainer.config.schema import ObjectiveConfig, TrainerConfig
 from trainer.data.preference import load_preference_split, tokenize_preference_split
@@ -205,22 +205,10 @@ def summarize(
         *[(f"{name} real tokens/s", Spread.of(speeds[name]).show()) for name in CONTENDERS],
         *[(f"{name} real tokens per CPU-second", Spread.of(cpu[name]).show()) for name in CONTENDERS],
         *[(f"{name} 6*N*tokens/s / matmul peak", share[name].show(2)) for name in CONTENDERS],
-        (
-            "trainer_dpo / trl_default, per CPU-second",
-            per_round_ratios(cpu["trainer_dpo"], cpu["trl_default"]).show(2) + "x",
-        ),
-        (
-            "trainer_dpo / trl_precompute, per CPU-second",
-            per_round_ratios(cpu["trainer_dpo"], cpu["trl_precompute"]).show(2) + "x",
-        ),
-        (
-            "trainer_dpo_every_step / trl_default",
-            per_round_ratios(speeds["trainer_dpo_every_step"], speeds["trl_default"]).show(2) + "x",
-        ),
-        (
-            "trl_precompute / trl_default",
-            per_round_ratios(speeds["trl_precompute"], speeds["trl_default"]).show(2) + "x",
-        ),
+        ratio_row("trainer_dpo / trl_default, per CPU-second", cpu["trainer_dpo"], cpu["trl_default"]),
+        ratio_row("trainer_dpo / trl_precompute, per CPU-second", cpu["trainer_dpo"], cpu["trl_precompute"]),
+        ratio_row("trainer_dpo_every_step / trl_default", speeds["trainer_dpo_every_step"], speeds["trl_default"]),
+        ratio_row("trl_precompute / trl_default", speeds["trl_precompute"], speeds["trl_default"]),
         ("largest logged loss gap, trainer_dpo vs trl_precompute", f"{loss_gap:.1e}"),
         ("fp32 matmul 2048^3", f"{ceiling:.1f} GFLOP/s"),
         ("benchmark wall time", f"{seconds / 60:.1f} min"),
