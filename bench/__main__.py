@@ -7,6 +7,7 @@ ratios are taken within rounds. Prints medians with (low..high) over rounds, the
 their targets, and writes bench/results/<time>.json and bench/RESULTS.md.
 
     PYTHONPATH=src python -m bench [--rounds 3] [--steps 30] [--threads 1]
+    PYTHONPATH=src python -m bench --dpo         # only the DPO rows: objective=dpo vs TRL's DPOTrainer (bench/dpo.py)
     PYTHONPATH=src python -m bench --gpu         # on a CUDA machine: Qwen3-0.6B shape, bf16, packing
     PYTHONPATH=src python -m bench --monitoring  # what trainer's monitoring costs, on vs off
     PYTHONPATH=src python -m bench --data        # data preparation vs a plain datasets.map floor
@@ -30,7 +31,7 @@ import datasets
 import torch
 import transformers
 
-from bench.contenders import Run, load_plain_model, run_plain_transformers, run_trainer, run_trl
+from bench.contenders import Run, load_plain_model, run_plain_transformers, run_rounds, run_trainer, run_trl
 from bench.limits import cli_seconds, matmul_gflops, model_gflops, parameter_count, seconds_to_first_step
 from bench.report import Spread, Target, per_round_ratios, print_tables, results_markdown, section_of, with_section
 from bench.step_memory import step_saved_bytes
@@ -48,6 +49,7 @@ SCALE_SECTION = "Data at scale: first and cached runs"
 GPU_SECTION = "GPU: `python -m bench --gpu`"
 GENERATION_EVAL_SECTION = "Generation eval: `python -m bench --generation-eval`"
 VOCABULARY_SECTION = "Large vocabulary: `python -m bench --vocab`"
+DPO_SECTION = "DPO: `python -m bench --dpo`"
 CONTENDERS = (
     "plain",
     "trainer",
@@ -68,6 +70,9 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=384)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads; 1 keeps ratios steady on a shared machine"
+    )
+    parser.add_argument(
+        "--dpo", action="store_true", help="only the DPO rows: trainer vs TRL's DPOTrainer (bench/dpo.py)"
     )
     parser.add_argument("--gpu", action="store_true", help="the CUDA variant (bench/gpu.py) instead")
     parser.add_argument("--gpu-steps", type=int, default=24, help="plain steps of the --gpu epoch")
@@ -135,6 +140,8 @@ def main() -> None:
 
                 report, name = run_vocabulary_benchmark(workload, options.rounds, Path(workdir)), f"vocab-{stamp}"
                 write_results_section(VOCABULARY_SECTION, report["markdown"])
+            elif options.dpo:
+                report, name = run_dpo_rows(workload, options.rounds, Path(workdir)), f"dpo-{stamp}"
             elif options.monitoring:
                 from bench.monitoring import run_monitoring_benchmark
 
@@ -142,6 +149,9 @@ def main() -> None:
             else:
                 report, name = run_cpu_benchmark(workload, options.rounds, Path(workdir)), stamp
                 write_results(report["markdown"])
+                # The DPO rows follow the SFT ones, on a fresh directory (their pairs, their runs).
+                with tempfile.TemporaryDirectory(prefix="bench-dpo-") as dpo_workdir:
+                    report["dpo"] = run_dpo_rows(workload, options.rounds, Path(dpo_workdir))
     write_json_atomic(BENCH_DIR / "results" / f"{name}.json", report)
     print(f"wrote bench/results/{name}.json")
 
@@ -149,11 +159,20 @@ def main() -> None:
 def write_results(markdown: str) -> None:
     """RESULTS.md anew, keeping the sections of the last `--gpu` and `--data` runs."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.is_file() else ""
-    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION, SCALE_SECTION):
+    for title in (GPU_SECTION, DATA_SECTION, VOCABULARY_SECTION, GENERATION_EVAL_SECTION, SCALE_SECTION, DPO_SECTION):
         if (section := section_of(old, title)) is not None:
             markdown = with_section(markdown, title, section)
     write_text_atomic(RESULTS, markdown)
     print("\nwrote bench/RESULTS.md")
+
+
+def run_dpo_rows(workload: Workload, rounds: int, workdir: Path) -> dict:
+    """The DPO rows (bench/dpo.py), written as their section of RESULTS.md."""
+    from bench.dpo import run_dpo_benchmark
+
+    report = run_dpo_benchmark(workload, rounds, workdir)
+    write_results_section(DPO_SECTION, report["markdown"])
+    return report
 
 
 def write_results_section(title: str, section: str) -> None:
@@ -200,13 +219,7 @@ def run_cpu_benchmark(workload: Workload, rounds: int, workdir: Path) -> dict:
     print(f"token budget {budget.data.tokens_per_batch} tokens x {budget.train.max_steps} steps", flush=True)
     warm_up(contenders, workload, workdir, model_cache)
 
-    runs: dict[str, list[Run]] = {name: [] for name in contenders}
-    for round_number in range(rounds):
-        order = CONTENDERS[round_number % len(CONTENDERS) :] + CONTENDERS[: round_number % len(CONTENDERS)]
-        for name in order:
-            run = contenders[name]()
-            runs[name].append(run)
-            print(f"round {round_number + 1} {name:17} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
+    runs = run_rounds({name: contenders[name] for name in CONTENDERS}, rounds)
     ceiling = max(matmul_gflops(), matmul_gflops())
     cli = measure_cli(workdir, model_cache)
     return summarize(workload, runs, parameters, ceiling, cli, memory, time.perf_counter() - started)

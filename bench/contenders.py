@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -149,3 +149,18 @@ def train_quietly(trainer: Trainer) -> Run:
     seconds = trainer.train().metrics["train_runtime"]
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return Run(trainer.state.num_input_tokens_seen, seconds, losses)
+
+
+def run_rounds(contenders: dict[str, Callable[[], Run]], rounds: int) -> dict[str, list[Run]]:
+    """Each contender once per round, back to back, in an order that rotates every round (drift of
+    a shared machine hits all alike); each run printed as it ends."""
+    names = list(contenders)
+    width = max(map(len, names))
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            run = contenders[name]()
+            runs[name].append(run)
+            print(f"round {round_number + 1} {name:{width}} {run.tokens:7d} tokens in {run.seconds:6.2f}s = {run.tokens_per_sec:7,.0f} tokens/s", flush=True)  # fmt: skip
+    return runs

@@ -57,6 +57,11 @@ def per_round_ratios(numerators: list[float], denominators: list[float]) -> Spre
     return Spread.of([a / b for a, b in zip(numerators, denominators, strict=True)])
 
 
+def ratio_row(name: str, numerators: list[float], denominators: list[float]) -> tuple[str, str]:
+    """A table row of per-round ratios."""
+    return name, per_round_ratios(numerators, denominators).show(2) + "x"
+
+
 def results_markdown(header: str, rows: list[tuple[str, str]], targets: list[Target]) -> str:
     lines = [
         "# Benchmark results",

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from accelerate import PartialState
@@ -24,11 +25,12 @@ from transformers import (
 )
 from transformers.trainer import TRAINER_STATE_NAME
 
-from trainer.config.schema import TrainerConfig
+from trainer.config.schema import PREFERENCE_OBJECTIVES, TrainerConfig
 from trainer.config.sources import source_name
 from trainer.data.cache import tokenized_cache_dir
 from trainer.data.cache_entry import TokenizedData
 from trainer.data.mixture import tokenize_data_split
+from trainer.data.preference import PreferenceSplit, load_preference_split, tokenize_preference_split
 from trainer.data.split import MixtureSplit, RecordSplit, record_split
 from trainer.data.streaming import stream_position, stream_split
 from trainer.distributed.strategy import log_replica_checksum
@@ -36,6 +38,7 @@ from trainer.eval.generation_eval import GenerationEval, held_out_prompts
 from trainer.eval.stopping import RunEarlyStopping
 from trainer.modeling.adapters import apply_adapter, count_parameters, save_merged_model
 from trainer.modeling.loading import load_model_and_tokenizer
+from trainer.modeling.preference_trainer import PreferenceStatusCallback, preference_summary
 from trainer.monitoring.callbacks import FinalEvaluationCallback, MetricsLogCallback, ProgressBarCallback
 from trainer.monitoring.environment import describe_environment
 from trainer.monitoring.memory import peak_memory
@@ -78,7 +81,7 @@ class DataSetup:
     its tokenized split, rendered with `system_prompt` under `profile`."""
 
     profile: Profile
-    records: RecordSplit | MixtureSplit
+    records: RecordSplit | MixtureSplit | PreferenceSplit
     system_prompt: str
     tokenized: TokenizedData
 
@@ -104,7 +107,9 @@ def train(
     # Until the data is tokenized a signal stops the run at once: there is no step to finish.
     stop.at_once = True
     profile = build_profile(config.profile, config.seed)
-    records = record_split(config.data, profile, config.seed)
+    # Preference pairs (objective=dpo|simpo) are read, tokenized and batched as pairs; the rest is SFT's.
+    pairs = config.objective.name in PREFERENCE_OBJECTIVES
+    records = (load_preference_split if pairs else record_split)(config.data, profile, config.seed)
     setup = setup_model(config)
     if plan.checkpoint is None:
         # A resume from a checkpoint was checked against the disk before anything was written.
@@ -117,7 +122,14 @@ def train(
     if plan.checkpoint:
         log.info("Resuming from %s", plan.checkpoint)
     previews = build_preview_callback(
-        config, run_dir, profile, records, data.system_prompt, setup.tokenizer, preview_token, plan.start_step
+        config,
+        run_dir,
+        profile,
+        records.chats() if pairs else records,
+        data.system_prompt,
+        setup.tokenizer,
+        preview_token,
+        plan.start_step,
     )
     previews.listeners.append(status.record_preview)
     if trackers is not None:
@@ -125,6 +137,8 @@ def train(
     if config.data.streaming:
         stream = stream_position(data.tokenized.train, plan.checkpoint, PartialState().num_processes)
         extra_callbacks = [stream, *extra_callbacks]
+    if pairs:
+        extra_callbacks = [PreferenceStatusCallback(status), *extra_callbacks]
     generation_eval = setup_generation_eval(config, run_dir, data, setup.tokenizer, status, trackers, main_process)
     early_stopping = RunEarlyStopping(config.train.early_stopping) if config.train.early_stopping.patience else None
     callbacks = training_callbacks(
@@ -151,6 +165,7 @@ def train(
         **batch_summary(trainer),
         "previews": previews.summary(),
         **(generation_eval.summary() if generation_eval else {}),
+        **preference_summary(trainer.state.log_history),
     }
     result = collect_result(trainer, run_dir, runtime, summary=summary)
     result.stopped_early = early_stopping is not None and early_stopping.stopped_at_step is not None
@@ -195,7 +210,7 @@ def setup_data(
     config: TrainerConfig,
     run_dir: RunDirectory,
     profile: Profile,
-    records: RecordSplit | MixtureSplit,
+    records: RecordSplit | MixtureSplit | PreferenceSplit,
     tokenizer: PreTrainedTokenizerBase,
 ) -> DataSetup:
     """The records tokenized with the run's system prompt: from the shared cache (or into the run's
@@ -203,19 +218,18 @@ def setup_data(
     system_prompt = profile.render_system_prompt(config.data.system_prompt, date.fromisoformat(config.run.date))
     # Rank 0 tokenizes into the cache; the other ranks then read it back.
     with PartialState().main_process_first():
-        tokenized = (
-            stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
-            if config.data.streaming
-            else tokenize_data_split(
-                records,
-                profile,
-                system_prompt,
-                tokenizer,
-                config.data.max_length,
-                cache_dir=tokenized_cache_dir(config.data, run_dir.tokenized_dir),
-                num_proc=config.data.num_proc,
+        if config.data.streaming:
+            tokenized = stream_split(records, config.data, profile, system_prompt, tokenizer, config.seed)
+        else:
+            tokenize = (
+                tokenize_preference_split
+                if isinstance(records, PreferenceSplit)
+                else partial(tokenize_data_split, num_proc=config.data.num_proc)
             )
-        )
+            cache_dir = tokenized_cache_dir(config.data, run_dir.tokenized_dir)
+            tokenized = tokenize(
+                records, profile, system_prompt, tokenizer, config.data.max_length, cache_dir=cache_dir
+            )
     return DataSetup(profile, records, system_prompt, tokenized)
 
 

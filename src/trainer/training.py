@@ -20,7 +20,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from trainer.config.schema import EVAL_METRIC_PREFIX, TrainerConfig
+from trainer.config.schema import EVAL_METRIC_PREFIX, PREFERENCE_OBJECTIVES, TrainerConfig
 from trainer.data.cache_entry import TokenizedData
 from trainer.data.encoding import example_lengths
 from trainer.data.packing import PackedBatchCollator, TokenBudget, packed_causal_lm_loss, predicts_a_label
@@ -30,6 +30,8 @@ from trainer.distributed.strategy import distributed_arguments
 from trainer.eval.generation_eval import GenerationEval
 from trainer.modeling.chunked_loss import LinearCrossEntropyLoss, hidden_states_loss
 from trainer.modeling.packed_attention import packing_inexact, use_per_example_attention
+from trainer.modeling.preference_loss import PackedPairs, PreferenceLoss
+from trainer.modeling.preference_trainer import PreferenceTraining
 from trainer.monitoring.health import NonFiniteLossError
 from trainer.precision import PrecisionPlan
 from trainer.run.disk_space import checkpoint_bytes, disk_full_reported
@@ -130,6 +132,10 @@ class RunTrainer(Trainer):
         return self.checkpoint_root or super()._get_output_dir(trial)
 
 
+class PreferenceRunTrainer(PreferenceTraining, RunTrainer):
+    """The run's Trainer on preference pairs (objective=dpo|simpo)."""
+
+
 class IntervalsFromArguments(TrainerCallback):
     """A resumed Trainer takes its logging/eval/save intervals from the checkpoint; a resume may
     change them (trainer.run.resume.SAFE_KEYS), so they are set from the arguments again."""
@@ -224,15 +230,20 @@ def build_hf_trainer(
 ) -> Trainer:
     """The Trainer of a run, with the callbacks `trainer.recipe.training_callbacks` assembles."""
     sampler = token_budget_sampler(config, data)
-    trainer = RunTrainer(
+    preference = config.objective.name in PREFERENCE_OBJECTIVES
+    trainer = (PreferenceRunTrainer if preference else RunTrainer)(
         model=model,
         args=build_training_arguments(config, run_dir, plan, has_validation=data.validation is not None),
         train_dataset=data.train,
         eval_dataset=data.validation,
         processing_class=tokenizer,
-        **batching(config, model, tokenizer, sampler),
+        **(pair_batching(model) if preference else batching(config, model, tokenizer, sampler)),
         callbacks=callbacks,
     )
+    if preference:
+        objective = config.objective
+        loss = PreferenceLoss(objective.name, objective.loss_type, objective.beta, objective.gamma)
+        trainer.set_up_preference(loss, objective.precompute_ref, data.cache_entry, config.precision.name)
     trainer.batch_sampler = sampler
     trainer.run_dir = run_dir
     trainer.generation_eval = generation_eval
@@ -255,7 +266,7 @@ def token_budget_sampler(config: TrainerConfig, data: TokenizedData) -> TokenBud
 def batch_summary(trainer: Trainer) -> dict[str, bool | float]:
     """What the result records about the batches: whether they were packed (data.packing resolved
     for the model), and the token budget's fill, when there is one."""
-    packed = {"packing": isinstance(trainer.data_collator, PackedBatchCollator)}
+    packed = {"packing": isinstance(trainer.data_collator, PackedBatchCollator | PackedPairs)}
     sampler = getattr(trainer, "batch_sampler", None)
     if sampler is None:
         return packed
@@ -312,6 +323,12 @@ def batching(
         longest = min(config.data.max_length, sampler.budget)
         budget = TokenBudget(sampler.budget, longest, sampler.max_examples, tokenizer.pad_token_id or 0)
     return {"data_collator": PackedBatchCollator(budget), "compute_loss_func": loss or packed_causal_lm_loss}
+
+
+def pair_batching(model: PreTrainedModel) -> dict:
+    """Preference pairs are always packed: a pair's two sequences in one padding-free row."""
+    use_per_example_attention(model)
+    return {"data_collator": PackedPairs()}
 
 
 def shards_parameters(config: TrainerConfig) -> bool:

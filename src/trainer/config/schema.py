@@ -48,6 +48,20 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 PREVIEW_BACKENDS = ("none", "local", "remote")
 REMOTE_PROTOCOLS = ("openai", "generate")
 PEFT_METHODS = ("none", "lora", "qlora")
+# What a run learns from: chats (sft) or preference pairs (the others; trainer.data.preference).
+OBJECTIVES = ("sft", "dpo", "simpo")
+PREFERENCE_OBJECTIVES = ("dpo", "simpo")
+# DPO's loss of the reward margin, under TRL's names (DPOConfig.loss_type).
+PREFERENCE_LOSSES = ("sigmoid", "ipo", "hinge")
+# TRL's names of the preference metrics: logged, charted, in status.json, result.json and the sweep summary.
+PREFERENCE_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
 FUSED_LOSSES = ("none", "liger", "cce")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SWEEP_METRICS = ("eval_loss", "final_loss", "tokens_per_sec")
@@ -448,6 +462,28 @@ class RunConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """What the loss learns from: chats with their answers (sft), or preference pairs of a better
+    and a worse answer to one prompt (dpo, simpo; trainer.modeling.preference_loss). The names
+    and defaults are TRL's (DPOConfig, CPOConfig with loss_type=simpo)."""
+
+    # sft: cross-entropy on assistant answers | dpo: the chosen answer's log-probability ratio to
+    # a frozen reference beats the rejected one's | simpo: reference-free, the length-normalised
+    # log-probabilities with a target margin.
+    name: str = "sft"
+    # dpo: sigmoid (the DPO paper) | ipo: squared, per-token margin (IPO) | hinge (SLiC).
+    loss_type: str = "sigmoid"
+    # How far the policy may move from the reference (dpo), or the reward scale (simpo): higher
+    # keeps it closer. TRL default: 0.1 (the SimPO paper uses 2.0-2.5).
+    beta: float = 0.1
+    # dpo: the reference log-probs computed once before training (adapter disabled with LoRA) and
+    # cached beside the tokenized data; false: a reference forward every step (no cache, 1.5x work).
+    precompute_ref: bool = True
+    # simpo: the target reward margin (TRL's simpo_gamma).
+    gamma: float = 0.5
+
+
+@dataclass
 class TrainerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -462,6 +498,7 @@ class TrainerConfig:
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     # Seeds training, the validation split, the profile's per-example choices and the data order
     # (TrainingArguments' seed and data_seed).
     seed: int = 42

@@ -30,8 +30,11 @@ from trainer.config.schema import (
     LOG_LEVELS,
     MIN_TREND_POINTS,
     MODEL_SOURCES,
+    OBJECTIVES,
     PEFT_METHODS,
     PRECISIONS,
+    PREFERENCE_LOSSES,
+    PREFERENCE_OBJECTIVES,
     PREVIEW_BACKENDS,
     REMOTE_PROTOCOLS,
     STATE_DICT_TYPES,
@@ -123,6 +126,7 @@ def validate_config(config: TrainerConfig, facts: Facts) -> None:
         *preview_problems(config.preview),
         *evaluation_problems(config, facts),
         *distributed_problems(config.distributed, facts),
+        *objective_problems(config),
     ]
     if problems:
         raise ConfigError(problems)
@@ -343,6 +347,38 @@ def streaming_problems(config: TrainerConfig) -> list[str]:
             "data.streaming=true trains in one process (the stream is not sharded across ranks): "
             f"set distributed.nproc_per_node=1 (got {config.distributed.nproc_per_node}) or data.streaming=false"
         )
+    return problems
+
+
+def objective_problems(config: TrainerConfig) -> list[str]:
+    """The objective's own values, and what preference pairs cannot be trained with (yet)."""
+    objective = config.objective
+    if objective.name not in OBJECTIVES:
+        return [f"objective.name={objective.name} is unknown; choose one of {', '.join(OBJECTIVES)}"]
+    if objective.name not in PREFERENCE_OBJECTIVES:
+        return []
+    problems = positive("objective", {"beta": objective.beta})
+    problems += non_negative("objective", {"gamma": objective.gamma})
+    if objective.loss_type not in PREFERENCE_LOSSES:
+        problems.append(
+            f"objective.loss_type={objective.loss_type} is unknown; choose one of {', '.join(PREFERENCE_LOSSES)}"
+        )
+    elif objective.name == "simpo" and objective.loss_type != "sigmoid":
+        problems.append(f"objective=simpo has the sigmoid loss only (got objective.loss_type={objective.loss_type})")
+    name, data = objective.name, config.data
+    refused = {
+        "data.streaming=true": data.streaming,
+        "a mixture in data.train (one preference file)": is_mixture(data.train),
+        f"data.tokens_per_batch={data.tokens_per_batch} (pairs are packed per batch of pairs)": data.tokens_per_batch,
+        "data.packing=false (pairs are always packed, padding-free)": data.packing is False,
+        "eval.enabled=true (the generation eval scores chats)": config.eval.enabled,
+        f"train.fused_loss={config.train.fused_loss} (log-probs are gathered at the answers)": config.train.fused_loss
+        != "none",
+        f"distributed.nproc_per_node={config.distributed.nproc_per_node}": config.distributed.nproc_per_node > 1,
+    }
+    problems += [
+        f"objective={name} cannot train with {what}; train pairs without it" for what, on in refused.items() if on
+    ]
     return problems
 
 

@@ -67,15 +67,7 @@ def tokenize_split(
     back when it exists (another run, sweep job or the resumed run made it). Without `cache_dir`
     the sets are tokenized into a temporary entry and held in memory."""
     digest = tokenizer_digest(tokenizer)
-    key = cache_key(
-        train=split.train.digest,
-        validation=split.validation.digest,
-        system_prompt=system_prompt,
-        profile=profile.metadata(),
-        profile_seed=profile.seed,
-        tokenizer=digest,
-        max_length=max_length,
-    )
+    key = entry_key(split.train.digest, split.validation.digest, system_prompt, profile, digest, max_length)
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="trainer-tokenized-") as temporary:
             entry = Path(temporary) / key
@@ -84,6 +76,23 @@ def tokenize_split(
         entry = cache_dir.expanduser() / key
         data = prepare_entry(entry, split, profile, system_prompt, tokenizer, max_length, num_proc, in_memory=False)
     return replace(data, tokenizer_digest=digest)
+
+
+def entry_key(
+    train: str, validation: str, system_prompt: str, profile: Profile, tokenizer: str, max_length: int, **more: Any
+) -> str:
+    """The cache key of tokenized sets: the digests of their records and everything that shapes
+    their tokens (`more`: what else does, e.g. that the records are preference pairs)."""
+    return cache_key(
+        train=train,
+        validation=validation,
+        system_prompt=system_prompt,
+        profile=profile.metadata(),
+        profile_seed=profile.seed,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        **more,
+    )
 
 
 def prepare_entry(

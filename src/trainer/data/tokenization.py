@@ -114,6 +114,14 @@ def tokenize_conversations(
         assistant_answer_spans(tokenizer, messages, calls)
         for messages, calls in zip(conversations, tools or [None] * len(conversations), strict=True)
     ]
+    return tokenize_rendered(tokenizer, rendered, max_length)
+
+
+def tokenize_rendered(
+    tokenizer: PreTrainedTokenizerBase, rendered: list[tuple[str, list[tuple[int, int]]]], max_length: int
+) -> TokenizedBatch:
+    """Rendered conversations, each with the [start, end) character spans to learn, tokenized in
+    one call, the tokens inside the spans labelled (`tokenize_conversations`)."""
     encoded = tokenizer(
         [text for text, _ in rendered],
         add_special_tokens=False,

@@ -15,6 +15,11 @@ SHOWN_METRICS = {
     "learning_rate": ("lr", ".4g"),
     "grad_norm": ("grad_norm", ".4g"),
     "tokens_per_sec": ("tokens/s", ",.0f"),
+    # objective=dpo|simpo: the share of pairs preferred as labelled, and by how much.
+    "rewards/accuracies": ("accuracy", ".3g"),
+    "rewards/margins": ("margin", ".3g"),
+    "eval_rewards/accuracies": ("eval_accuracy", ".3g"),
+    "eval_rewards/margins": ("eval_margin", ".3g"),
 }
 
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.integration_utils import rewrite_logs
 
-from trainer.config.schema import TrainerConfig
+from trainer.config.schema import PREFERENCE_METRICS, TrainerConfig
 
 CONFIG_TEXT_TAG = "config"
 LOSS_TAG = "train/loss"
@@ -33,6 +33,8 @@ EVAL_CHART = "generation eval: share of answers"
 # steps_per_second, total_flos, epoch ...) is not: TensorBoard's first screen opens the first two
 # tag groups, and an `hf/` group would sort before `train/` and push the loss out of sight.
 WRITTEN_SCALARS = {tag for tags in COMPARE_CHARTS.values() for tag in tags}
+# objective=dpo|simpo: TRL's preference metrics, of training and of evaluation.
+WRITTEN_SCALARS |= {f"{split}/{name}" for split in ("train", "eval") for name in PREFERENCE_METRICS}
 
 
 class RunTensorBoardCallback(TensorBoardCallback):

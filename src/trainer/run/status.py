@@ -63,6 +63,8 @@ class RunStatus:
     last_preview: dict[str, Any] | None = None
     # The latest generation eval: {"step": N, "eval/<metric>": share, ...} (eval.enabled).
     eval_metrics: dict[str, Any] | None = None
+    # objective=dpo|simpo: the newest rewards/* and logps/* (TRL's names), as logged.
+    preference_metrics: dict[str, float] | None = None
     error_message: str | None = None
     error_type: str | None = None
     # The writing process: a reader on the same host tells a live run from a killed one.

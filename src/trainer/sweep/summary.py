@@ -11,7 +11,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from trainer.config.schema import EVAL_METRIC_PREFIX
+from trainer.config.schema import EVAL_METRIC_PREFIX, PREFERENCE_METRICS
 from trainer.run.files import write_text_atomic
 from trainer.run.layout import RunDirectory, SweepDirectory
 from trainer.run.outcome import INTERRUPTED
@@ -41,7 +41,9 @@ class JobRow:
 
 
 def eval_metrics_of(result: dict | None) -> dict[str, float]:
-    names = sorted(key for key in (result or {}).get("summary", {}) if key.startswith(EVAL_METRIC_PREFIX))
+    summary = (result or {}).get("summary", {})
+    # The generation eval's metrics, and the preference metrics of objective=dpo|simpo.
+    names = sorted(key for key in summary if key.startswith(EVAL_METRIC_PREFIX) or key in PREFERENCE_METRICS)
     return {name: value for name in names if (value := metric_value(result, name)) is not None}
 
 
