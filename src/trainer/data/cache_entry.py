@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -105,26 +106,41 @@ def prepare_entry(
     num_proc: int | None,
     in_memory: bool,
 ) -> TokenizedData:
+
+    def write_set(name: str, records: RecordTable, output: Path, stats: dict[str, Any]) -> None:
+        tokenize_records(name, records, output, profile, system_prompt, tokenizer, max_length, num_proc, stats)
+
+    sets = {"train": split.train, "validation": split.validation}
+    datasets, stats, from_cache = cached_or_built(entry, in_memory, sets, split.skipped, write_set)
+    warn_about_heavy_truncation(stats, max_length)
+    return tokenized_data(datasets, stats, entry, from_cache)
+
+
+def cached_or_built(
+    entry: Path,
+    in_memory: bool,
+    sets: dict[str, Any],
+    skipped: int,
+    write_set: Callable[[str, Any, Path, dict[str, Any]], None],
+) -> tuple[dict[str, Dataset], dict[str, Any], bool]:
+    """The entry's sets and stats read back from the cache, or built: each non-empty one of `sets`
+    written by `write_set(name, records, output, stats)` into a scratch entry published whole.
+    Also whether they came from the cache."""
     with exclusive(entry):
         if (cached := load_cached(entry, in_memory)) is not None:
             log.info("Tokenized data read from the cache: %s", entry)
-            warn_about_heavy_truncation(cached[1], max_length)
-            return tokenized_data(*cached, entry, from_cache=True)
+            return *cached, True
         # A directory there without its stats is no entry of ours: never read, replaced.
         shutil.rmtree(entry, ignore_errors=True)
         with scratch_dir(entry) as scratch:
-            stats: dict[str, int] = {"bad_records_skipped": split.skipped}
+            stats: dict[str, Any] = {"bad_records_skipped": skipped}
             complete_dir(scratch).mkdir()
-            for name, records in (("train", split.train), ("validation", split.validation)):
+            for name, records in sets.items():
                 if records:
-                    output = complete_dir(scratch) / f"{name}.arrow"
-                    tokenize_records(
-                        name, records, output, profile, system_prompt, tokenizer, max_length, num_proc, stats
-                    )
+                    write_set(name, records, complete_dir(scratch) / f"{name}.arrow", stats)
             publish(entry, scratch, stats)
-        warn_about_heavy_truncation(stats, max_length)
         log.info("Tokenized data saved to the cache: %s", entry)
-        return tokenized_data(*load_cached(entry, in_memory, verify=False), entry, from_cache=False)
+        return *load_cached(entry, in_memory, verify=False), False
 
 
 def tokenized_data(datasets: dict[str, Dataset], stats: dict[str, int], entry: Path, from_cache: bool) -> TokenizedData:

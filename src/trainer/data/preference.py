@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ from transformers import PreTrainedTokenizerBase
 
 from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource
-from trainer.data.cache import complete_dir, exclusive, load_cached, publish, scratch_dir, tokenizer_digest
-from trainer.data.cache_entry import TokenizedData, entry_key
+from trainer.data.cache import tokenizer_digest
+from trainer.data.cache_entry import TokenizedData, cached_or_built, entry_key
 from trainer.data.checking import record_problem, report_bad_records
 from trainer.data.encoding import list_array
 from trainer.data.formats import RecordShapeError, as_messages, sharegpt_messages, with_plain_parts
@@ -256,26 +255,17 @@ def prepare_pairs(
     max_length: int,
     in_memory: bool,
 ) -> TokenizedData:
-    with exclusive(entry):
-        if (cached := load_cached(entry, in_memory)) is not None:
-            log.info("Tokenized pairs read from the cache: %s", entry)
-            return TokenizedData(cached[0]["train"], cached[0].get("validation"), cached[1], entry, from_cache=True)
-        shutil.rmtree(entry, ignore_errors=True)
-        with scratch_dir(entry) as scratch:
-            stats: dict[str, Any] = {"bad_records_skipped": split.skipped}
-            complete_dir(scratch).mkdir()
-            for name, pairs in (("train", split.train), ("validation", split.validation)):
-                if pairs:
-                    columns = tokenize_pairs(name, pairs, profile, system_prompt, tokenizer, max_length, stats)
-                    table = pyarrow.table(
-                        {column: list_array(rows) for column, rows in columns.items()},
-                        schema=PAIR_FEATURES.arrow_schema,
-                    )
-                    write_arrow(table, complete_dir(scratch) / f"{name}.arrow")
-            publish(entry, scratch, stats)
-        log.info("Tokenized pairs saved to the cache: %s", entry)
-        datasets, stats = load_cached(entry, in_memory, verify=False)
-        return TokenizedData(datasets["train"], datasets.get("validation"), stats, entry, from_cache=False)
+
+    def write_set(name: str, pairs: list[tuple[int, Record]], output: Path, stats: dict[str, Any]) -> None:
+        columns = tokenize_pairs(name, pairs, profile, system_prompt, tokenizer, max_length, stats)
+        table = pyarrow.table(
+            {column: list_array(rows) for column, rows in columns.items()}, schema=PAIR_FEATURES.arrow_schema
+        )
+        write_arrow(table, output)
+
+    sets = {"train": split.train, "validation": split.validation}
+    datasets, stats, from_cache = cached_or_built(entry, in_memory, sets, split.skipped, write_set)
+    return TokenizedData(datasets["train"], datasets.get("validation"), stats, entry, from_cache)
 
 
 def tokenize_pairs(
