@@ -71,11 +71,19 @@ def run_cli(model_cache: Path) -> Callable[..., subprocess.CompletedProcess[str]
     return run
 
 
+# Run only when selected with `-m`: checks that take minutes, left out of the default suite
+# (`.ci/run`), which keeps a representative of each (one kill -9 resume, one sweep, one DPO run).
+ON_REQUEST = {
+    "fuzz": "long fuzzing budget: run with -m fuzz",
+    "long": "a long end-to-end check: run with -m long",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The long fuzzing budget runs only when asked for, with `-m fuzz`."""
-    if "fuzz" in (config.option.markexpr or ""):
-        return
-    skip = pytest.mark.skip(reason="long fuzzing budget: run with -m fuzz")
-    for item in items:
-        if "fuzz" in item.keywords:
-            item.add_marker(skip)
+    selected = config.option.markexpr or ""
+    for marker, reason in ON_REQUEST.items():
+        if marker in selected:
+            continue
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))

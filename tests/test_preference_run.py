@@ -63,6 +63,7 @@ def test_a_pair_whose_chosen_equals_rejected_exits_2_naming_its_line(run_cli, tm
     assert "Traceback" not in output
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_beta_sweep_computes_the_reference_log_probs_once(model_cache, tmp_path, pairs_file):
     sweep_dir = tmp_path / "sweep"
@@ -83,6 +84,7 @@ def test_a_beta_sweep_computes_the_reference_log_probs_once(model_cache, tmp_pat
     assert all(float(row["rewards/accuracies"]) >= 0 for row in rows)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_resumed_dpo_run_takes_the_steps_of_an_uninterrupted_one(run_cli, model_cache, tmp_path, pairs_file):
     """Killed at a checkpoint and resumed, the run trains the same losses step by step: the

@@ -80,6 +80,7 @@ def test_a_file_added_to_an_entry_is_never_read(sample_split, tiny_tokenizer, tm
     assert not (first.cache_entry / "train-extra.arrow").exists()
 
 
+@pytest.mark.long
 def test_an_entry_cut_short_is_made_again_through_the_cli(run_cli, tmp_path):
     cache_dir = tmp_path / "cache"
 

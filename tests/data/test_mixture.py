@@ -88,6 +88,7 @@ def test_a_malformed_mixture_is_one_line_naming_the_source(make_config, sources,
 MIX_RUN = ["train.max_steps=6", "train.save_steps=3", "train.logging_steps=1", "train.eval_steps=6", "train.per_device_train_batch_size=4"]  # fmt: skip
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_order(
     run_cli, sources, model_cache, tmp_path

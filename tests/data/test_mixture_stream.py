@@ -114,6 +114,7 @@ def test_a_streamed_mixture_source_with_a_number_of_examples_is_refused_in_one_l
 MIX_RUN = ["data.streaming=true", "data.validation_max_samples=4", "train.max_steps=6", "train.save_steps=3", "train.logging_steps=1", "train.eval_steps=100", "train.per_device_train_batch_size=8"]  # fmt: skip
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_streamed_mixture_killed_and_resumed_trains_on_the_same_examples_in_the_same_order(
     sources, repository, run_cli, model_cache, tmp_path

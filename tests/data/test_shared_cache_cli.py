@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 KEPT_BESIDE = (RECORDS_DIR, DIGESTS_DIR)
 
 
+@pytest.mark.long
 def test_a_three_job_sweep_tokenizes_once_and_the_other_jobs_read_the_cache(model_cache, tmp_path):
     sweep_dir, cache_dir = tmp_path / "sweep", tmp_path / "cache"
     completed = run_sweep(

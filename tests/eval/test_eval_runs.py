@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
@@ -41,6 +42,7 @@ def layout_charts(run_dir: Path) -> dict[str, list[str]]:
     return {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
 
 
+@pytest.mark.long
 def test_a_flat_run_stops_early_keeps_its_best_checkpoint_and_resumes_to_nothing(run_cli, tmp_path):
     run_dir = tmp_path / "flat"
     completed = run_cli(*FLAT_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -73,6 +75,7 @@ def test_a_flat_run_stops_early_keeps_its_best_checkpoint_and_resumes_to_nothing
     assert read_json(run_dir / "result.json") == result, "a run that stopped early trains no more on resume"
 
 
+@pytest.mark.long
 def test_trainer_eval_on_a_sweep_writes_one_row_per_job_and_marks_the_best(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     completed = run_sweep(sweep_dir, model_cache, "profile=regime3", "train.learning_rate=1e-12,2e-3")
@@ -111,6 +114,7 @@ def test_trainer_eval_is_a_command_of_trainer_too(tmp_path):
     assert completed.stderr.strip().splitlines() == [f"{tmp_path / 'missing'} does not exist or is not a directory"]
 
 
+@pytest.mark.long
 def test_final_model_best_holds_the_best_checkpoints_weights_not_the_last_steps(run_cli, tmp_path):
     from safetensors.torch import load_file
 

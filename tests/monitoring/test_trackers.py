@@ -107,6 +107,7 @@ def test_an_unreachable_tracking_server_stops_the_run_before_training(run_cli, t
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "final_model").exists()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_sweep_is_one_experiment_whose_parent_run_holds_every_job_with_all_its_scalars(
     tmp_path, model_cache, tracking_uri

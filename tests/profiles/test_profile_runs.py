@@ -53,6 +53,7 @@ def test_regime3_trains_on_answers_between_markers(make_config, model_cache, tmp
     assert "canonical form: (op arg1 arg2)" in full
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_sweep_over_both_profiles_completes_and_records_each(run_cli, tmp_path):
     """One process for both runs, as `--multirun profile=emoji_think,regime3` (hydra.mode=MULTIRUN), to pay start-up once."""

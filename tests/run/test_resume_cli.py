@@ -38,6 +38,7 @@ def test_a_run_killed_during_a_save_resumes_with_the_losses_of_an_uninterrupted_
     assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in losses_by_step(reference)], abs=1e-5)
 
 
+@pytest.mark.long
 def test_sigterm_checkpoints_the_current_step_marks_the_run_interrupted_and_it_resumes(model_cache, tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(

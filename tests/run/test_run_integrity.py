@@ -134,6 +134,7 @@ def test_sigterm_during_start_up_ends_the_run_as_interrupted(model_cache, tmp_pa
     assert read_json(run_dir / "status.json")["status"] == "interrupted"
 
 
+@pytest.mark.long
 def test_a_resume_on_changed_data_is_refused_unless_allowed_and_then_recorded(run_cli, tmp_path):
     data = tmp_path / "chats.jsonl"
     shutil.copy(SAMPLE_DATA, data)
@@ -166,6 +167,7 @@ def with_free_disk_space(mebibytes: float) -> str:
     )
 
 
+@pytest.mark.long
 def test_a_resume_refused_for_disk_space_writes_nothing_and_counts_only_what_it_adds(run_dir):
     before = tree_digest(run_dir)
     refused = patched_trainer(with_free_disk_space(1), f"resume={run_dir}", "train.max_steps=10", cwd=run_dir.parent)
@@ -188,6 +190,7 @@ DISK_FULL = {
 }
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("raised", DISK_FULL.values(), ids=DISK_FULL.keys())
 def test_a_full_disk_during_a_checkpoint_save_is_a_user_error_and_keeps_the_previous_checkpoint(
     model_cache, tmp_path, raised

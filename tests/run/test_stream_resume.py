@@ -16,6 +16,7 @@ RUN = [
 ]  # fmt: skip
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_killed_streaming_run_resumes_with_the_losses_of_an_uninterrupted_one(run_cli, model_cache, tmp_path):
     reference = tmp_path / "reference"

@@ -67,6 +67,7 @@ def test_fail_fast_stops_the_sweep_at_the_first_failure(model_cache, tmp_path):
     assert not (sweep_dir / "1").exists()
 
 
+@pytest.mark.long
 def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     sweep = subprocess.Popen(
@@ -94,6 +95,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(model_cache, tmp
     assert (sweep_dir / "0" / ".hydra" / "resume" / "overrides.yaml").is_file()
 
 
+@pytest.mark.long
 def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_writes_nothing(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     assert run_sweep(sweep_dir, model_cache, "train.learning_rate=1e-3,2e-3").returncode == 0
@@ -112,6 +114,7 @@ def test_a_sweep_resume_refuses_overrides_that_change_what_was_trained_and_write
     assert file_hashes(sweep_dir) == before
 
 
+@pytest.mark.long
 def test_a_signal_stops_the_whole_sweep_and_its_resume_runs_the_rest(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     sweep = subprocess.Popen(
