@@ -17,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from trainer.cli.argv import is_override
 from trainer.config.validate import validate_config
 from trainer.data.tokenization import IGNORE_INDEX
 from trainer.errors import ConfigError
@@ -31,7 +32,11 @@ FAST_RUN = ["train.max_steps=12", "train.logging_steps=2", "train.eval_steps=6",
 
 
 def trainer_command(model_cache: Path, *arguments: str) -> list[str]:
-    return [sys.executable, "-m", "trainer", *arguments, f"model.cache_dir={model_cache}"]
+    """`python -m trainer ARGUMENTS` with the tests' model cache beside the other overrides:
+    argparse takes the overrides as one run of words, before or after the flags (`--cfg job`)."""
+    first = next((at for at, argument in enumerate(arguments) if is_override(argument)), len(arguments))
+    cache = f"model.cache_dir={model_cache}"
+    return [sys.executable, "-m", "trainer", *arguments[:first], cache, *arguments[first:]]
 
 
 def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
