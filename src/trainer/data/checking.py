@@ -187,15 +187,21 @@ def report_bad_records(source: Path | str, problems: list[str], total: int, on_b
     return len(problems)
 
 
-def checked_example(record: Record, profile: Profile) -> tuple[Any, list[str]]:
-    """The record's example in the internal form, and what is wrong with it (empty when valid)."""
+def checked_example(
+    record: Record,
+    profile: Profile,
+    shape: Callable[[Any], Any] = to_chat_example,
+    problems: Callable[[Any, Profile], list[str]] = shape_problems,
+) -> tuple[Any, list[str]]:
+    """The record's example in the internal form `shape` gives it (a chat, or a preference pair),
+    and what `problems` finds wrong with it (empty when valid)."""
     if record.error is not None:
         return None, [record.error]
     try:
-        example = to_chat_example(record.example)
+        example = shape(record.example)
     except RecordShapeError as error:
         return None, [str(error)]
-    return example, shape_problems(example, profile)
+    return example, problems(example, profile)
 
 
 def record_problem(record: Record, index: int, found: list[str]) -> str:

@@ -37,7 +37,7 @@ from trainer.config.schema import DataConfig
 from trainer.config.sources import DataSource
 from trainer.data.cache import tokenizer_digest
 from trainer.data.cache_entry import TokenizedData, cached_or_built, entry_key
-from trainer.data.checking import record_problem, report_bad_records
+from trainer.data.checking import checked_example, record_problem, report_bad_records
 from trainer.data.encoding import list_array
 from trainer.data.formats import RecordShapeError, as_messages, sharegpt_messages, with_plain_parts
 from trainer.data.loading import SAMPLE_DATA, Record, iter_records
@@ -172,22 +172,12 @@ def checked_pairs(
     pairs, problems, total = [], [], 0
     for index, record in enumerate(read if read is not None else iter_records(Path(path))):
         total += 1
-        example, found = checked_pair(record, profile)
+        example, found = checked_example(record, profile, to_preference_example, preference_problems)
         if found:
             problems.append(record_problem(record, index, found))
         else:
             pairs.append((index, Record(example, *location(record))))
     return pairs, report_bad_records(path, problems, total, on_bad_record)
-
-
-def checked_pair(record: Record, profile: Profile) -> tuple[dict | None, list[str]]:
-    if record.error is not None:
-        return None, [record.error]
-    try:
-        example = to_preference_example(record.example)
-    except RecordShapeError as error:
-        return None, [str(error)]
-    return example, preference_problems(example, profile)
 
 
 def load_preference_split(config: DataConfig, profile: Profile, seed: int) -> PreferenceSplit:
