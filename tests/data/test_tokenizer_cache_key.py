@@ -103,6 +103,7 @@ def test_one_tokenizer_saved_at_two_paths_shares_one_entry(sample_split, tmp_pat
     assert read.summary()["tokenizer_digest"] == made.summary()["tokenizer_digest"]
 
 
+@pytest.mark.long
 def test_a_pretrained_model_whose_merges_changed_in_place_is_tokenized_again(run_cli, tmp_path):
     model_dir, cache_dir = tmp_path / "model", tmp_path / "cache"
     tokenizer = build_tokenizer(512)

@@ -21,6 +21,7 @@ def test_a_job_leaves_the_environment_as_it_found_it(make_config):
     assert dict(os.environ) == before
 
 
+@pytest.mark.long
 def test_peak_memory_does_not_grow_job_after_job(model_cache, tmp_path):
     script = textwrap.dedent(
         f"""

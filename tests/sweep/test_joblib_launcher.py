@@ -52,6 +52,7 @@ def test_a_joblib_sweep_runs_each_job_in_its_own_process_and_tokenizes_once(mode
     assert tokenized == [records[0]["cache_key"]]
 
 
+@pytest.mark.long
 def test_a_sigterm_to_the_sweeps_process_stops_every_running_job_with_a_checkpoint(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = [

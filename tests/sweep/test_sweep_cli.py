@@ -52,6 +52,7 @@ def test_a_two_by_two_sweep_gives_four_job_dirs_a_summary_and_a_plot(model_cache
     assert "★" in (sweep_dir / "summary.md").read_text()
 
 
+@pytest.mark.long
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     completed = run_sweep(sweep_dir, model_cache, "train.learning_rate=1e-3,2e-3,-1,3e-3")
@@ -146,6 +147,7 @@ def test_resume_of_a_directory_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     assert completed.stderr.strip() == f"Cannot resume: {tmp_path} is not a sweep directory: it has no multirun.yaml"
 
 
+@pytest.mark.long
 def test_jobs_shorter_than_logging_steps_report_their_last_step_loss_and_share_the_sweep_date(model_cache, tmp_path):
     sweep_dir = tmp_path / "sweep"
     completed = run_sweep(
