@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import problems_of
+from trainer.config.schema import PREFERENCE_METRICS
 from trainer.config.validate import validate_config
 from trainer.facts import gather_facts
+from trainer.modeling.preference_trainer import preference_summary
+from trainer.sweep.metrics import objective
 
 
 @pytest.mark.parametrize("objective", ["sft", "dpo", "simpo"])
@@ -58,3 +61,19 @@ def test_what_pairs_cannot_train_with_is_refused_naming_the_key(make_config, ove
 
 def test_sft_runs_ignore_the_preference_keys(make_config):
     validate_config(make_config("objective.beta=0", "data.packing=false"), gather_facts())
+
+
+def test_every_preference_metric_in_result_json_ranks_a_sweep_of_preference_runs_only(make_config):
+    history = [
+        {name: float(at) for at, name in enumerate(PREFERENCE_METRICS)},
+        {f"eval_{name}": 10.0 + at for at, name in enumerate(PREFERENCE_METRICS)},
+    ]
+    result = {"success": True, "summary": preference_summary(history)}
+    assert len(result["summary"]) == 2 * len(PREFERENCE_METRICS)
+    for name, value in result["summary"].items():
+        for objective_name in ("dpo", "simpo"):
+            validate_config(make_config(f"objective={objective_name}", f"sweep.metric={name}"), gather_facts())
+        assert objective(result, name) == value
+        assert problems_of(make_config(f"sweep.metric={name}")) == [
+            f"sweep.metric={name} is unknown; choose one of eval_loss, final_loss, tokens_per_sec"
+        ]

@@ -406,7 +406,8 @@ class LoggerConfig:
 
 @dataclass
 class SweepConfig:
-    # eval_loss | final_loss | tokens_per_sec | eval/<metric> (a generation eval metric, eval.enabled):
+    # eval_loss | final_loss | tokens_per_sec | eval/<metric> (a generation eval metric, eval.enabled)
+    # | a preference metric with objective=dpo|simpo (rewards/accuracies, eval_rewards/margins, ...):
     # marks the best job of a sweep (summary.csv/md/png at its root) and is what each job returns
     # to sweepers (Optuna).
     metric: str = "eval_loss"

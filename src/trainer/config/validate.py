@@ -34,6 +34,7 @@ from trainer.config.schema import (
     PEFT_METHODS,
     PRECISIONS,
     PREFERENCE_LOSSES,
+    PREFERENCE_METRICS,
     PREFERENCE_OBJECTIVES,
     PREVIEW_BACKENDS,
     REMOTE_PROTOCOLS,
@@ -452,6 +453,14 @@ def logged_metrics(config: TrainerConfig, facts: Facts) -> tuple[str, ...]:
     return tuple(EVAL_METRIC_PREFIX + name for name in facts.profile_metrics.get(config.profile.name, ()))
 
 
+def preference_sweep_metrics(config: TrainerConfig) -> tuple[str, ...]:
+    """A preference run's metrics in result.json, training's and evaluation's (`eval_` + name): its
+    loss depends on beta, so a sweep over beta ranks jobs by these (eval_rewards/accuracies)."""
+    if config.objective.name not in PREFERENCE_OBJECTIVES:
+        return ()
+    return (*PREFERENCE_METRICS, *(f"eval_{name}" for name in PREFERENCE_METRICS))
+
+
 def eval_metric_problem(key: str, metric: str, config: TrainerConfig, facts: Facts) -> str | None:
     """Why `key`=`metric` names no generation eval metric this run logs, or None when it does."""
     if not metric.startswith(EVAL_METRIC_PREFIX) or metric in logged_metrics(config, facts):
@@ -483,7 +492,7 @@ def evaluation_problems(config: TrainerConfig, facts: Facts) -> list[str]:
         )
     if stopping.mode not in SWEEP_MODES:
         problems.append(f"train.early_stopping.mode={stopping.mode} is unknown; choose one of {', '.join(SWEEP_MODES)}")
-    sweep_metrics = (*SWEEP_METRICS, *logged_metrics(config, facts))
+    sweep_metrics = (*SWEEP_METRICS, *logged_metrics(config, facts), *preference_sweep_metrics(config))
     for key, metric, allowed in (
         ("sweep.metric", config.sweep.metric, sweep_metrics),
         ("train.early_stopping.metric", stopping.metric, ("eval_loss", *logged_metrics(config, facts))),
