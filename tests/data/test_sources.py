@@ -16,7 +16,9 @@ from trainer.data.split import load_record_split
 from trainer.engine import TrainerEngine
 from trainer.errors import DataError
 from trainer.profiles.plain import PlainProfile
+from trainer.run.layout import RunDirectory
 from trainer.run.outcome import EXIT_USER_ERROR
+from trainer.run.resume import refuse_resume
 
 PROFILE = PlainProfile(ProfileConfig(), seed=0)
 
@@ -120,3 +122,13 @@ def test_every_missing_split_is_named_at_once(repository):
         f"{repository} (split test)",
         f"{repository} (subset alpaca, split dev)",
     ]
+
+
+def test_a_resume_whose_repository_lost_its_split_is_refused_before_hydra_writes_into_the_run(
+    make_config, repository, tmp_path
+):
+    train = "{" + f"path: {repository}, split: test" + "}"
+    run_dir = RunDirectory(tmp_path / "run")
+    with pytest.raises(DataError, match=r"\(split test\): Unknown split"):
+        refuse_resume(make_config(f"data.train={train}", "run.resume=true"), run_dir)
+    assert not run_dir.root.exists()

@@ -179,11 +179,14 @@ def start_planned_job(plan: ResumePlan, run_dir: RunDirectory) -> None:
 def refuse_resume(config: TrainerConfig, run_dir: RunDirectory) -> None:
     """Raise `UserError` (or `ConfigError`) where resuming `run_dir` with `config` would be refused,
     reading only: the command line asks before Hydra writes its record of the resume into the run."""
-    # Loaded for a resume only: torch (the command line stays instant).
+    # Loaded for a resume only: torch and datasets (the command line stays instant).
     from trainer.config.validate import validate_config
+    from trainer.data.sources import check_repositories
     from trainer.facts import gather_facts
 
+    # The harness's own checks, in its order, then the plan's.
     validate_config(config, gather_facts())
+    check_repositories(config.data)
     plan_job(config, run_dir, main_process=True)
 
 
